@@ -1,0 +1,1 @@
+"""Training data: one Example schema, loaders, collation."""

@@ -1,0 +1,84 @@
+"""Read Example records from JSONL, validating every line and accounting for every bad one."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from embedforge.data.schema import Example, SchemaError
+
+log = logging.getLogger(__name__)
+
+OnError = Literal["fail", "skip"]
+
+
+class DataFileError(ValueError):
+    """Raised for a bad data file; the message names the file and line."""
+
+
+@dataclass
+class LoadReport:
+    """What a load produced: the good examples and one `file:line: reason` per bad record."""
+
+    path: Path
+    examples: list[Example] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.examples) + len(self.errors)
+
+    def summary(self) -> str:
+        return f"{self.path}: {len(self.examples)} records loaded, {len(self.errors)} rejected"
+
+
+def parse_line(line: str) -> Example:
+    """Decode and validate one JSONL line; raises SchemaError with the reason."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+    return Example.from_dict(obj)
+
+
+def load_examples(path: str | Path, on_error: OnError = "fail") -> LoadReport:
+    """Load every record of `path`.
+
+    on_error="fail": the first bad record raises DataFileError naming `file:line` (and nothing is
+    returned half-read). on_error="skip": bad records are kept out of `examples`, each one is listed
+    in `errors` and logged, and the count is in the summary, so nothing disappears silently.
+    Blank lines are ignored.
+    """
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: data file not found")
+    report = LoadReport(path=path)
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                report.examples.append(parse_line(line))
+            except SchemaError as exc:
+                message = f"{path}:{lineno}: {exc}"
+                if on_error == "fail":
+                    raise DataFileError(message) from None
+                report.errors.append(message)
+                log.warning("rejected record %s", message)
+    if report.errors:
+        log.warning("%s (on_error=skip)", report.summary())
+    return report
+
+
+def write_examples(path: str | Path, examples: list[Example]) -> None:
+    """Write examples as JSONL (UTF-8, one object per line, non-ASCII kept readable)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for ex in examples:
+            fh.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")

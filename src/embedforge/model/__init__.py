@@ -1,0 +1,1 @@
+"""The embedding model: backbone (HF AutoModel) + optional LoRA + pooling + L2 normalisation."""
