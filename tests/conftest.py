@@ -16,3 +16,28 @@ os.environ["MTEB_CACHE"] = os.path.join(_TMP, "mteb")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The tiny Mistral and other built artefacts are cached across test runs (safe: content-addressed).
 os.environ.setdefault("EMBEDFORGE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "embedforge"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def compose_train(tmp_path):
+    """Compose conf/train.yaml with overrides, writing every output under tmp_path."""
+    from hydra import compose, initialize_config_dir
+
+    from embedforge.paths import CONF_DIR
+
+    def _compose(*overrides: str):
+        base = [f"paths.output_root={tmp_path}/runs", f"paths.output_dir={tmp_path}/out", "logger=none"]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="train", overrides=base + list(overrides))
+
+    return _compose
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral_path():
+    from embedforge.model.tiny_mistral import build_tiny_mistral
+
+    return build_tiny_mistral()

@@ -28,13 +28,15 @@ class LoraSettings:
             raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
 
 
+def linear_layer_paths(model: nn.Module) -> list[str]:
+    """Full module paths of every nn.Linear except heads/poolers."""
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and not any(part in _NEVER_ADAPT for part in name.split("."))]
+
+
 def linear_layer_names(model: nn.Module) -> list[str]:
-    """Distinct leaf names of every nn.Linear except heads/poolers (q_proj, k_proj, ..., down_proj)."""
-    names = set()
-    for full_name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and not any(part in _NEVER_ADAPT for part in full_name.split(".")):
-            names.add(full_name.split(".")[-1])
-    return sorted(names)
+    """Distinct leaf names of those layers (q_proj, k_proj, ..., down_proj) for display."""
+    return sorted({path.split(".")[-1] for path in linear_layer_paths(model)})
 
 
 def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
@@ -42,7 +44,8 @@ def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
 
     targets = settings.target_modules
     if targets in ("all-linear", "all_linear"):
-        targets = linear_layer_names(model)
+        # Full paths, not leaf names: BERT's pooler is also called "dense" and must stay out.
+        targets = linear_layer_paths(model)
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,

@@ -1,0 +1,1 @@
+"""Contrastive losses, each a pure function of embeddings."""

@@ -1,0 +1,1 @@
+"""Training: LightningModule, DataModule, callbacks, checkpoints."""

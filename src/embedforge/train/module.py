@@ -1,0 +1,110 @@
+"""The LightningModule: wiring only. Encoder, loss and optimiser live in their own modules."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from embedforge.losses.infonce import info_nce, ranking_accuracy
+from embedforge.model.builder import build_encoder
+from embedforge.model.encoder import Encoder
+from embedforge.train.metrics import retrieval_metrics
+from embedforge.train.optim import adamw, linear_warmup_decay
+
+
+class EmbeddingModule(pl.LightningModule):
+    """Contrastive fine-tuning of an Encoder.
+
+    Hyperparameters are the resolved Hydra config (model, lora, pooling, loss, optim), saved in
+    every checkpoint so `load_encoder_from_checkpoint` can rebuild the encoder.
+    """
+
+    def __init__(self, cfg: DictConfig | dict, encoder: Encoder | None = None):
+        super().__init__()
+        cfg = OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        self.cfg = cfg
+        self.encoder = encoder or build_encoder(cfg.model, cfg.lora, cfg.pooling)
+        # HF loads models in eval mode; training needs LoRA dropout active (Lightning keeps modes).
+        self.encoder.train()
+        self.temperature = float(cfg.loss.temperature)
+        self.share_negatives = bool(cfg.loss.get("share_negatives_across_devices", True))
+        # Checkpoints hold only trainable weights (LoRA); the frozen backbone is reloaded by name.
+        self.strict_loading = False
+        self._val_outputs: list[dict] = []
+
+    # ------------------------------------------------------------------ steps
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids, attention_mask)
+
+    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """All ranks' rows, keeping gradients for the local ones (and, via all_gather's backward,
+        sending other ranks' gradients home)."""
+        if self.trainer is None or self.trainer.world_size == 1 or not self.share_negatives:
+            return tensor
+        gathered = self.all_gather(tensor, sync_grads=tensor.requires_grad)
+        return gathered.reshape(-1, *tensor.shape[1:])
+
+    def contrastive_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        queries = self.embed(batch["query_input_ids"], batch["query_attention_mask"])
+        filled = self.embed(batch["doc_input_ids"], batch["doc_attention_mask"])
+        doc_mask = batch["doc_mask"]
+        # Scatter encoded documents into their slots; empty slots stay zero and are masked.
+        docs = filled.new_zeros(doc_mask.shape[0], filled.shape[-1])
+        docs = docs.index_put((doc_mask.nonzero(as_tuple=True)[0],), filled)
+        all_docs, all_mask = self._gather(docs), self._gather(doc_mask)
+        rank = self.global_rank if all_docs.shape[0] != docs.shape[0] else 0
+        labels = torch.arange(queries.shape[0], device=queries.device) + rank * docs.shape[0]
+        loss = info_nce(queries, all_docs, self.temperature, labels=labels, doc_mask=all_mask)
+        with torch.no_grad():
+            acc = ranking_accuracy(queries, all_docs, labels=labels, doc_mask=all_mask)
+        return loss, acc
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, acc = self.contrastive_step(batch)
+        size = batch["query_input_ids"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/acc", acc, prog_bar=True, batch_size=size)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._val_outputs.append({
+            "q": self.embed(batch["query_input_ids"], batch["query_attention_mask"]),
+            "d": self.embed(batch["doc_input_ids"], batch["doc_attention_mask"]),
+            "pos_id": batch["positive_ids"],
+        })
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs.clear()
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        q = torch.cat([o["q"] for o in self._val_outputs])
+        d = torch.cat([o["d"] for o in self._val_outputs])
+        ids = torch.cat([o["pos_id"] for o in self._val_outputs]).to(q.device)
+        if self.trainer.world_size > 1:
+            q, d, ids = (self.all_gather(t).reshape(-1, *t.shape[1:]) for t in (q, d, ids))
+        # Corpus = the distinct validation positives, one row per positive id.
+        corpus = d.new_zeros(int(ids.max()) + 1, d.shape[-1])
+        corpus[ids] = d
+        metrics = retrieval_metrics(q, corpus, ids, k=10)
+        for name, value in metrics.items():
+            self.log(f"val/{name}", value, sync_dist=False, rank_zero_only=False)
+        self._val_outputs.clear()
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        optim = self.cfg.optim
+        optimizer = adamw(self.parameters(), lr=float(optim.lr), weight_decay=float(optim.weight_decay),
+                          betas=tuple(optim.get("betas", (0.9, 0.999))))
+        total = self.trainer.estimated_stepping_batches
+        scheduler = linear_warmup_decay(optimizer, int(optim.warmup_steps), int(total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}

@@ -1,0 +1,95 @@
+"""One training run from a composed config: check, build, validate, fit, validate, save, record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from embedforge.paths import REPO_ROOT
+from embedforge.train.config_checks import ConfigError, check_train_config
+from embedforge.train.datamodule import EmbeddingDataModule
+from embedforge.train.loggers import build_logger, redact
+from embedforge.train.module import EmbeddingModule
+
+log = logging.getLogger(__name__)
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    if cfg.ckpt_path in (None, "", "null"):
+        return None
+    path = Path(cfg.paths.checkpoint_dir) / "last.ckpt" if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"config key 'ckpt_path': no checkpoint at {path}")
+    return str(path)
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def format_metrics(before: dict, after: dict) -> str:
+    keys = sorted(set(before) | set(after))
+    lines = [f"{'metric':<16} {'before':>8} {'after':>8}"]
+    for key in keys:
+        b, a = before.get(key), after.get(key)
+        lines.append(f"{key:<16} {b if b is None else f'{b:.4f}':>8} {a if a is None else f'{a:.4f}':>8}")
+    return "\n".join(lines)
+
+
+def train(cfg: DictConfig) -> dict:
+    check_train_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
+    pl.seed_everything(int(cfg.seed), workers=True)
+    started = time.perf_counter()
+
+    module = EmbeddingModule(cfg)
+    datamodule = EmbeddingDataModule(cfg.data, module.encoder.tokenizer, seed=int(cfg.seed))
+    logger = build_logger(cfg.get("logger"))
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks)
+    if logger is not None:
+        logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
+
+    has_val = bool(cfg.data.get("val_files"))
+    before = trainer.validate(module, datamodule=datamodule, verbose=False)[0] if has_val and cfg.validate_before_fit else {}
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    after = trainer.validate(module, datamodule=datamodule, verbose=False)[0] if has_val else {}
+    wall = time.perf_counter() - started
+
+    record = {
+        "run_name": cfg.run_name,
+        "val_before": before,
+        "val_after": after,
+        "global_step": trainer.global_step,
+        "wall_time_s": round(wall, 1),
+        "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        "hardware": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__, "python": platform.python_version()},
+        "git_sha": _git_sha(),
+        "config": redact(OmegaConf.to_container(cfg, resolve=True)),
+    }
+    if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
+        out = Path(cfg.paths.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.save_encoder:
+            record["encoder_dir"] = str(module.encoder.save(out / "encoder"))
+        (out / "run_record.json").write_text(json.dumps(record, indent=2, default=str))
+        if before or after:
+            print("\nValidation (held-out demo records; corpus = distinct validation positives)")
+            print(format_metrics({k.removeprefix("val/"): v for k, v in before.items()},
+                                 {k.removeprefix("val/"): v for k, v in after.items()}))
+        print(f"\ntrained {trainer.global_step} steps in {wall:.1f} s; run record: {out / 'run_record.json'}")
+    return record

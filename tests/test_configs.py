@@ -1,0 +1,64 @@
+"""Every experiment composes and trains one batch; wrong values fail at start naming the key."""
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from embedforge.paths import CONF_DIR
+from embedforge.train.config_checks import ConfigError, check_train_config
+from embedforge.train.run import train
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+TINY = ["model=tiny-mistral", "pooling=last_token", "debug=fdr", "data.batch_size=4", "trainer=cpu",
+        "model.gradient_checkpointing=true"]
+
+
+def test_there_are_experiments():
+    assert "demo" in EXPERIMENTS
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_runs_fast_dev_run_on_cpu(compose_train, experiment):
+    cfg = compose_train(f"experiment={experiment}", *TINY)
+    record = train(cfg)
+    assert record["global_step"] == 1
+
+
+@pytest.mark.parametrize("group", ["model", "lora", "pooling", "loss", "data", "trainer", "logger", "debug"])
+def test_every_group_option_composes(compose_train, group):
+    for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
+        cfg = compose_train(f"{group}={option}")
+        check_train_config(cfg)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("pooling.mode=maxpool", "pooling.mode"),
+    ("loss.temperature=0", "loss.temperature"),
+    ("loss.temperature=-0.5", "loss.temperature"),
+    ("lora.r=0", "lora.r"),
+    ("lora.r=-4", "lora.r"),
+    ("data.train_files=[does/not/exist.jsonl]", "data.train_files"),
+    ("data.hard_negatives=-1", "data.hard_negatives"),
+    ("data.instruction_mode=sometimes", "data.instruction_mode"),
+    ("data.on_error=ignore", "data.on_error"),
+    ("optim.lr=0", "optim.lr"),
+])
+def test_wrong_values_fail_at_start_naming_the_key(compose_train, override, key):
+    cfg = compose_train(override)
+    with pytest.raises(Exception) as err:
+        train(cfg)
+    assert key in str(err.value)
+    assert isinstance(err.value, (ConfigError, ValueError))
+
+
+def test_unknown_group_option_is_refused_by_hydra(compose_train):
+    with pytest.raises(MissingConfigException, match="pooling"):
+        compose_train("pooling=maxpool")
+
+
+def test_resume_from_missing_last_checkpoint_is_a_clear_error(compose_train, tmp_path):
+    cfg = compose_train("ckpt_path=last", *TINY)
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        train(cfg)
+    assert not Path(cfg.paths.checkpoint_dir, "last.ckpt").exists()
