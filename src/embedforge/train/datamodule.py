@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from embedforge.data.collate import ContrastiveCollator
 from embedforge.data.jsonl import DataFileError, load_examples
@@ -55,6 +55,24 @@ class ExampleDataset(Dataset):
         return self.examples[index]
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation that depends only on (seed, epoch), so a run resumed at an epoch boundary
+    sees exactly the order an uninterrupted run would. Lightning calls set_epoch each epoch."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
 class ValidationCollator:
     """Queries and their positives, plus each positive's id among the distinct positives."""
 
@@ -96,13 +114,11 @@ class EmbeddingDataModule(pl.LightningDataModule):
             self.val_examples = load_all(self.cfg.val_files, "data.val_files", self.cfg.on_error)
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             ExampleDataset(self.train_examples),
             batch_size=int(self.cfg.batch_size),
-            shuffle=True,
+            sampler=EpochShuffleSampler(len(self.train_examples), self.seed),
             drop_last=bool(self.cfg.get("drop_last", True)),
-            generator=generator,
             collate_fn=self.collator(int(self.cfg.hard_negatives)),
             num_workers=int(self.cfg.get("num_workers", 0)),
         )
