@@ -1,0 +1,244 @@
+"""A local OpenAI-compatible chat server for tests and benchmarks, with fault injection.
+
+POST /v1/chat/completions answers with deterministic JSON for whichever prompt kind the
+`[kind: step/task_type]` marker names; GET /stats reports what was served, per request key
+(embedforge.synth.store.request_key of the body, i.e. the client's cache key).
+
+Faults: `schedule[n]` forces the fault of the n-th request received (None = normal). Otherwise
+transient faults (429, 500, stall) are drawn per (key, attempt), so retries can succeed, and
+content faults (invalid_json, truncated, wrong_keys, constant) per key only, so the same prompt
+always gets the same bad reply (as a cached reply would be): runs stay comparable across restarts.
+
+    python -m embedforge.synth.fake_server --port 8011 --latency 0.2 --fault 500=0.2 --fault 429=0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from embedforge.synth.prompts import prompt_kind
+from embedforge.synth.store import request_key
+from embedforge.synth.taxonomy import OUTPUT_KEYS
+
+TRANSIENT = ("429", "500", "stall")
+CONTENT = ("invalid_json", "truncated", "wrong_keys", "constant")
+
+
+@dataclass
+class FaultConfig:
+    rates: dict[str, float] = field(default_factory=dict)  # fault name -> probability
+    schedule: list[str | None] = field(default_factory=list)
+    latency_s: float = 0.0
+    stall_s: float = 5.0
+    retry_after_s: float = 0.05
+    seed: int = 0
+    api_key: str | None = None  # if set, other keys get 401
+
+    def __post_init__(self) -> None:
+        for name in self.rates:
+            if name not in TRANSIENT + CONTENT:
+                raise ValueError(f"unknown fault '{name}' (known: {', '.join(TRANSIENT + CONTENT)})")
+
+
+def _pick(rng: random.Random, names: tuple[str, ...], rates: dict[str, float]) -> str | None:
+    u, acc = rng.random(), 0.0
+    for name in names:
+        acc += rates.get(name, 0.0)
+        if u < acc:
+            return name
+    return None
+
+
+def fake_content(kind: tuple[str, str] | None, key: str, prompt: str) -> str:
+    """A valid reply for the prompt kind, unique per request key."""
+    h = key[:12]
+    if kind is None:
+        return "I am a fake server and did not recognise this prompt."
+    step, task = kind
+    if step == "brainstorm":
+        m = re.search(r"Write (\d+) different task definitions", prompt)
+        n = int(m.group(1)) if m else 20
+        return json.dumps([f"Given a {task} input about subject {h}-{k}, find the matching text." for k in range(n)])
+    q, p, neg = OUTPUT_KEYS[task]
+    obj = {q: f"{task} query {h}", p: f"The {task} positive text for {h}, long enough to read."}
+    if neg:
+        obj[neg] = f"An unrelated {task} negative text for {h}."
+    return "```json\n" + json.dumps(obj, indent=1) + "\n```" if int(h, 16) % 5 == 0 else json.dumps(obj)
+
+
+def bad_content(fault: str, good: str, kind: tuple[str, str] | None) -> str:
+    if fault == "invalid_json":
+        return "Sure! Here is your example: {'user_query': unquoted, }"
+    if fault == "truncated":
+        return good[: max(1, len(good) // 2)]
+    if fault == "wrong_keys":
+        return json.dumps({"question": "wrong", "answer": "keys"})
+    if kind and kind[0] == "generate":  # constant: the same reply for every prompt of this kind
+        q, p, neg = OUTPUT_KEYS[kind[1]]
+        return json.dumps({q: "constant query", p: "constant positive", **({neg: "constant negative"} if neg else {})})
+    return good
+
+
+class FakeServer:
+    def __init__(self, faults: FaultConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.faults = faults or FaultConfig()
+        self.host, self.port = host, port
+        self._lock = threading.Lock()
+        self._n = 0
+        self.attempts_by_key: Counter = Counter()
+        self.ok_by_key: Counter = Counter()
+        self.fault_counts: Counter = Counter()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/stats", self._stats)
+        return app
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    def _decide(self, key: str) -> tuple[int, str | None]:
+        with self._lock:
+            n = self._n
+            self._n += 1
+            attempt = self.attempts_by_key[key]
+            self.attempts_by_key[key] += 1
+        f = self.faults
+        if n < len(f.schedule):
+            return n, f.schedule[n]
+        fault = _pick(random.Random(f"{f.seed}:{key}:{attempt}"), TRANSIENT, f.rates)
+        return n, fault or _pick(random.Random(f"{f.seed}:{key}:content"), CONTENT, f.rates)
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        f = self.faults
+        if f.api_key is not None and request.headers.get("Authorization") != f"Bearer {f.api_key}":
+            # Echo what was sent, as careless servers do, so tests can prove the client redacts it.
+            presented = request.headers.get("Authorization", "")
+            return web.json_response({"error": {"message": f"invalid api key {presented}", "type": "auth"}}, status=401)
+        body = await request.json()
+        key = request_key(body)
+        _, fault = self._decide(key)
+        if f.latency_s:
+            await asyncio.sleep(f.latency_s)
+        if fault:
+            with self._lock:
+                self.fault_counts[fault] += 1
+        if fault == "429":
+            headers = {"retry-after-ms": str(int(f.retry_after_s * 1000)), "Retry-After": str(max(0, round(f.retry_after_s)))}
+            return web.json_response({"error": {"message": "slow down", "type": "rate_limit"}}, status=429, headers=headers)
+        if fault == "500":
+            return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+        if fault == "stall":
+            await asyncio.sleep(f.stall_s)
+            return web.json_response({"error": {"message": "stalled", "type": "timeout"}}, status=504)
+        prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        kind = prompt_kind(body.get("messages", []))
+        content = fake_content(kind, key, prompt)
+        finish = "stop"
+        if fault in CONTENT:
+            content = bad_content(fault, content, kind)
+            finish = "length" if fault == "truncated" else "stop"
+        with self._lock:
+            self.ok_by_key[key] += 1
+        return web.json_response({
+            "id": f"chatcmpl-{key[:16]}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": len(prompt) // 4 + 1, "completion_tokens": len(content) // 4 + 1,
+                      "total_tokens": len(prompt) // 4 + len(content) // 4 + 2},
+        })
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {
+                "requests": self._n,
+                "attempts_by_key": dict(self.attempts_by_key),
+                "ok_by_key": dict(self.ok_by_key),
+                "faults": dict(self.fault_counts),
+            }
+
+    # -- lifecycle (background thread) ----------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self) -> "FakeServer":
+        ready = threading.Event()
+
+        async def serve() -> None:
+            self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.host, self.port)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # resolves port=0
+            ready.set()
+
+        def loop_main() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(serve())
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=loop_main, name="fake-openai", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake server did not start within 10 s")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        async def shutdown() -> None:
+            await self._runner.cleanup()
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in pending:  # e.g. stalled handlers still sleeping
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        fut = asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
+        try:
+            fut.result(timeout=5)
+        except Exception:  # noqa: BLE001 - shutting down a test server; nothing to recover
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop = None
+
+    def __enter__(self) -> "FakeServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8011)
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--stall", type=float, default=5.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fault", action="append", default=[], help="NAME=RATE, e.g. 500=0.2")
+    args = ap.parse_args(argv)
+    rates = {k: float(v) for k, v in (x.split("=", 1) for x in args.fault)}
+    server = FakeServer(FaultConfig(rates=rates, latency_s=args.latency, stall_s=args.stall, seed=args.seed))
+    print(f"fake OpenAI server on http://{args.host}:{args.port}/v1", flush=True)
+    web.run_app(server.app(), host=args.host, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

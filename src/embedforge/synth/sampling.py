@@ -1,0 +1,84 @@
+"""Deterministic per-item sampling: item i's task type, language(s), placeholders and seed.
+
+Everything item i needs is drawn from a random stream seeded by (global seed, i) alone, so a resumed
+run rebuilds exactly the same requests (and hits the cache) no matter which items finished before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+from embedforge.synth.settings import GenerateSettings, Weighted
+from embedforge.synth.taxonomy import FIXED_TASK_DEFINITIONS
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 31-bit seed from any parts (not Python's salted hash())."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _draw(rng: random.Random, dist: Weighted) -> str:
+    return rng.choices(dist.values, weights=dist.weights, k=1)[0]
+
+
+@dataclass(frozen=True)
+class ItemPlan:
+    index: int
+    task_type: str
+    language: str  # ISO code; for bitext the source language
+    placeholders: dict[str, str] = field(default_factory=dict)
+    task_definition: str = ""
+    seed: int = 0
+    target_language: str | None = None  # bitext only
+
+    @property
+    def language_label(self) -> str:
+        """The record's `language` field: `src-tgt` for bitext, the code otherwise."""
+        return f"{self.language}-{self.target_language}" if self.target_language else self.language
+
+
+@dataclass(frozen=True)
+class BrainstormPlan:
+    task_type: str
+    call: int
+    seed: int
+
+
+class Planner:
+    def __init__(self, settings: GenerateSettings):
+        self.settings = settings
+        self.synth = settings.synth
+
+    def brainstorm_plans(self, task_types: list[str]) -> list[BrainstormPlan]:
+        return [
+            BrainstormPlan(t, j, derive_seed(self.settings.seed, "brainstorm", t, j))
+            for t in task_types
+            for j in range(self.synth.brainstorm_calls)
+        ]
+
+    def item(self, index: int, pools: dict[str, list[str]] | None = None) -> ItemPlan:
+        """Plan item `index`; `pools` maps brainstormed task type -> task definitions (None: dry run)."""
+        rng = random.Random(derive_seed(self.settings.seed, "item", index))
+        task_type = _draw(rng, self.synth.tasks)
+        language = _draw(rng, self.synth.languages)
+        target = None
+        if task_type == "bitext":
+            langs = self.synth.languages
+            others = [(v, w) for v, w in zip(langs.values, langs.weights) if v != language]
+            target = rng.choices([v for v, _ in others], weights=[w for _, w in others], k=1)[0]
+        spec = self.synth.placeholders.get(task_type, {})
+        placeholders = {name: _draw(rng, spec[name]) for name in sorted(spec)}
+        if task_type in FIXED_TASK_DEFINITIONS:
+            definition = FIXED_TASK_DEFINITIONS[task_type]
+        elif pools is None:
+            definition = "<task definition from step 1>"
+        else:
+            pool = pools.get(task_type) or []
+            if not pool:
+                raise RuntimeError(f"no task definitions were brainstormed for task type '{task_type}'")
+            definition = pool[rng.randrange(len(pool))]
+        seed = derive_seed(self.settings.seed, "item-seed", index)
+        return ItemPlan(index, task_type, language, placeholders, definition, seed, target)
