@@ -44,7 +44,7 @@ class EmbeddingModule(pl.LightningModule):
     def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """All ranks' rows, keeping gradients for the local ones (and, via all_gather's backward,
         sending other ranks' gradients home)."""
-        if self.trainer is None or self.trainer.world_size == 1 or not self.share_negatives:
+        if self._trainer is None or self.trainer.world_size == 1 or not self.share_negatives:
             return tensor
         gathered = self.all_gather(tensor, sync_grads=tensor.requires_grad)
         return gathered.reshape(-1, *tensor.shape[1:])
