@@ -29,7 +29,9 @@ def compose_train(tmp_path):
     from embedforge.paths import CONF_DIR
 
     def _compose(*overrides: str):
-        base = [f"paths.output_root={tmp_path}/runs", f"paths.output_dir={tmp_path}/out", "logger=none"]
+        # One folder per run_name, standing in for Hydra's timestamped run folder.
+        base = [f"paths.output_root={tmp_path}/runs", "paths.output_dir=${paths.output_root}/${run_name}/run",
+                "logger=none"]
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name="train", overrides=base + list(overrides))
 

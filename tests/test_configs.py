@@ -62,3 +62,10 @@ def test_resume_from_missing_last_checkpoint_is_a_clear_error(compose_train, tmp
     with pytest.raises(ConfigError, match="ckpt_path"):
         train(cfg)
     assert not Path(cfg.paths.checkpoint_dir, "last.ckpt").exists()
+
+
+def test_metrics_table_handles_a_missing_side():
+    from embedforge.train.run import format_metrics
+
+    table = format_metrics({}, {"ndcg@10": 0.5})
+    assert "ndcg@10" in table and "-" in table and "0.5000" in table

@@ -18,7 +18,7 @@ def run(compose_train, tmp_path, name, epochs, *extra):
                         f"+callbacks.steps._target_=callbacks_for_tests.RecordSteps", f"+callbacks.steps.path={steps_file}",
                         *extra)
     train(cfg)
-    return json.loads(steps_file.read_text()), torch.load(tmp_path / "runs" / name / "checkpoints" / "last.ckpt",
+    return json.loads(steps_file.read_text()), torch.load(tmp_path / "runs" / name / "run" / "checkpoints" / "last.ckpt",
                                                           weights_only=False)
 
 
@@ -50,7 +50,7 @@ def test_resume_from_last_continues_exactly(compose_train, tmp_path):
 
 def test_checkpoint_rebuilds_the_trained_encoder(compose_train, tmp_path):
     run(compose_train, tmp_path, "ckpt", 1)
-    path = tmp_path / "runs" / "ckpt" / "checkpoints" / "last.ckpt"
+    path = tmp_path / "runs" / "ckpt" / "run" / "checkpoints" / "last.ckpt"
     encoder = load_encoder_from_checkpoint(path)
     stored = torch.load(path, weights_only=False)["state_dict"]
     for name, param in encoder.named_parameters():

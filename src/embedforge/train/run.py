@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import platform
@@ -24,12 +25,18 @@ log = logging.getLogger(__name__)
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """`last` = the newest last.ckpt of any earlier run with this run_name (each run has its own folder)."""
     if cfg.ckpt_path in (None, "", "null"):
         return None
-    path = Path(cfg.paths.checkpoint_dir) / "last.ckpt" if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
-    if not path.is_file():
-        raise ConfigError(f"config key 'ckpt_path': no checkpoint at {path}")
-    return str(path)
+    if cfg.ckpt_path == "last":
+        pattern = Path(cfg.paths.output_root) / cfg.run_name / "*" / "checkpoints" / "last.ckpt"
+        found = sorted(glob.glob(str(pattern)), key=lambda p: Path(p).stat().st_mtime)
+        if not found:
+            raise ConfigError(f"config key 'ckpt_path': 'last' found no checkpoint matching {pattern}")
+        return found[-1]
+    if not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"config key 'ckpt_path': no checkpoint at {cfg.ckpt_path}")
+    return str(cfg.ckpt_path)
 
 
 def _git_sha() -> str:
@@ -42,10 +49,11 @@ def _git_sha() -> str:
 
 def format_metrics(before: dict, after: dict) -> str:
     keys = sorted(set(before) | set(after))
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
     lines = [f"{'metric':<16} {'before':>8} {'after':>8}"]
-    for key in keys:
-        b, a = before.get(key), after.get(key)
-        lines.append(f"{key:<16} {b if b is None else f'{b:.4f}':>8} {a if a is None else f'{a:.4f}':>8}")
+    lines += [f"{key:<16} {cell(before.get(key)):>8} {cell(after.get(key)):>8}" for key in keys]
     return "\n".join(lines)
 
 
@@ -92,4 +100,8 @@ def train(cfg: DictConfig) -> dict:
             print(format_metrics({k.removeprefix("val/"): v for k, v in before.items()},
                                  {k.removeprefix("val/"): v for k, v in after.items()}))
         print(f"\ntrained {trainer.global_step} steps in {wall:.1f} s; run record: {out / 'run_record.json'}")
+    if logger is not None and type(logger).__name__ == "WandbLogger":
+        import wandb
+
+        wandb.finish()  # so the next run of a Hydra multirun opens a run of its own
     return record
