@@ -32,16 +32,25 @@ def ensure_pad_token(tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
 
 
-def tokenize(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
-    """Tokenise, make sure every sequence ends with the end token, pad on the tokenizer's side."""
+def token_ids(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text, truncated so that the end token always fits, ending with it."""
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2, got {max_length}")
-    end_id = end_token_id(tokenizer)
     if _appends_end_token(tokenizer):
-        encoded = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length)
-        input_ids = encoded["input_ids"]
-    else:
-        encoded = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length - 1)
-        input_ids = [ids + [end_id] for ids in encoded["input_ids"]]
-    features = [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in input_ids]
+        return tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length,
+                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    end_id = end_token_id(tokenizer)
+    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length - 1,
+                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    return [ids + [end_id] for ids in encoded]
+
+
+def pad(tokenizer, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Pad on the tokenizer's side; the attention mask marks real tokens."""
+    features = [{"input_ids": row, "attention_mask": [1] * len(row)} for row in ids]
     return tokenizer.pad(features, padding=True, return_tensors="pt")
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Tokenise, make sure every sequence ends with the end token, pad on the tokenizer's side."""
+    return pad(tokenizer, token_ids(tokenizer, texts, max_length))

@@ -1,0 +1,1 @@
+"""Evaluation: MTEB adapter, local tasks, instructions, passkey probe, in-training callback."""

@@ -1,0 +1,144 @@
+"""Resolve task references (local folders, MTEB names, a benchmark) and run them through mteb.
+
+mteb's own result cache is disabled: results go to a folder keyed by a fingerprint of the
+encoder's weights and the evaluation settings, and every run recomputes, so a changed checkpoint
+can never be served stale scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedforge.eval.instructions import InstructionPolicy
+from embedforge.eval.local_files import read_task_json
+from embedforge.eval.local_tasks import is_local_task, load_local_task
+from embedforge.eval.mteb_model import EmbedforgeMTEBModel, encoder_fingerprint, model_slug
+from embedforge.eval.results import main_score
+
+log = logging.getLogger(__name__)
+
+
+class TaskResolutionError(ValueError):
+    """A task reference could not be resolved; the message names it and the config key."""
+
+
+def _local_index(data_dir: Path | None) -> dict[str, Path]:
+    """{task name: folder} for every task folder under data_dir (by folder name and by mteb_task)."""
+    if data_dir is None:
+        return {}
+    if not data_dir.is_dir():
+        raise TaskResolutionError(f"eval.data_dir: folder not found: {data_dir}")
+    index = {}
+    for folder in sorted(p for p in data_dir.iterdir() if (p / "task.json").is_file()):
+        index[folder.name] = folder
+        name = read_task_json(folder).get("mteb_task")
+        if name:
+            index.setdefault(name, folder)
+    return index
+
+
+def _mteb_task(name: str, key: str):
+    import mteb
+
+    try:
+        return mteb.get_task(name)
+    except Exception as exc:
+        raise TaskResolutionError(f"{key}: unknown task {name!r}: not a folder and not an MTEB task ({exc})") from None
+
+
+def resolve_tasks(tasks: list[str] | None = None, benchmark: str | None = None,
+                  data_dir: str | Path | None = None) -> list:
+    """Tasks to run, data loaded where a local folder provides it.
+
+    - `tasks`: folder names under data_dir, folder paths, or MTEB task names.
+    - `benchmark`: an MTEB benchmark name (e.g. "MTEB(eng, v1)"); its tasks use the local folder of
+      the same name where data_dir has one, else mteb's own loader.
+    - neither: every task folder under data_dir.
+    """
+    import mteb
+
+    data_dir = Path(data_dir).expanduser() if data_dir else None
+    index = _local_index(data_dir)
+    refs: list[str] = list(tasks or [])
+    resolved = []
+    if benchmark:
+        try:
+            bench = mteb.get_benchmark(benchmark)
+        except Exception as exc:
+            raise TaskResolutionError(f"eval.benchmark: unknown MTEB benchmark {benchmark!r} ({exc})") from None
+        for task in bench.tasks:
+            folder = index.get(task.metadata.name)
+            resolved.append(load_local_task(folder) if folder else task)
+    if not refs and not benchmark:
+        if not index:
+            raise TaskResolutionError("eval.tasks is empty and eval.data_dir holds no task folders: nothing to run")
+        refs = sorted({str(p) for p in index.values()})
+    for ref in refs:
+        if ref in index:
+            resolved.append(load_local_task(index[ref]))
+        elif is_local_task(ref):
+            resolved.append(load_local_task(Path(ref).expanduser()))
+        else:
+            resolved.append(_mteb_task(ref, "eval.tasks"))
+    return resolved
+
+
+def _check_downloadable(tasks: list) -> None:
+    """Fail before any encoding when a task needs mteb's download but the hub is switched off."""
+    offline = any(os.environ.get(k) == "1" for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    missing = [t.metadata.name for t in tasks if not t.data_loaded]
+    if offline and missing:
+        raise TaskResolutionError(
+            f"eval.tasks: {len(missing)} task(s) have no local folder and need mteb's download, but "
+            f"HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}. "
+            "Put them under eval.data_dir in the local format, or run with the hub reachable.")
+
+
+def settings_key(policy: InstructionPolicy, max_length: int) -> str:
+    return hashlib.sha256(json.dumps([vars(policy), max_length], sort_keys=True).encode()).hexdigest()[:8]
+
+
+@dataclass
+class RunOutput:
+    out_dir: Path
+    results: list
+    tasks: list
+    seconds: float
+
+
+def run_tasks(encoder, tasks: list, *, policy: InstructionPolicy, out_dir: str | Path | None = None,
+              batch_size: int = 32, max_length: int = 512, model: EmbedforgeMTEBModel | None = None) -> RunOutput:
+    """Evaluate `encoder` on `tasks` with mteb's evaluators; write one mteb results JSON per task.
+
+    Output: `<out_dir>/<model>/<weights fingerprint>-<settings key>/<Task>.json` (mteb's format).
+    """
+    import mteb
+
+    _check_downloadable(tasks)
+    if model is None:
+        revision = f"{encoder_fingerprint(encoder)}-{settings_key(policy, max_length)}"
+        model = EmbedforgeMTEBModel(encoder, policy, max_length=max_length, batch_size=batch_size, revision=revision)
+    folder = None
+    if out_dir is not None:
+        folder = Path(out_dir) / model_slug(encoder) / model.mteb_model_meta.revision
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"encoder": encoder.describe(), "instructions": vars(policy), "max_length": model.max_length,
+                "batch_size": batch_size, "mteb_version": mteb.__version__}
+        (folder / "model_meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    start, results = time.perf_counter(), []
+    for task in tasks:
+        t0 = time.perf_counter()
+        out = mteb.evaluate(model, task, cache=None, overwrite_strategy="always", co2_tracker=False,
+                            encode_kwargs={"batch_size": batch_size}, show_progress_bar=False, raise_error=True)
+        result = out.task_results[0]
+        results.append(result)
+        log.info("%s: %.2f (%.0f s)", task.metadata.name, main_score(result), time.perf_counter() - t0)
+        if folder is not None:
+            result.to_disk(folder / f"{task.metadata.name}.json")
+    return RunOutput(out_dir=folder, results=results, tasks=tasks, seconds=time.perf_counter() - start)

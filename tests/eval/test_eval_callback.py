@@ -1,0 +1,60 @@
+"""The in-training MTEB callback evaluates every N steps and at the end, and logs val/<task>/<score>."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from embedforge.eval.callback import MTEBEvalCallback
+from embedforge.paths import CONF_DIR
+
+
+class _Module(pl.LightningModule):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def training_step(self, batch, batch_idx):
+        features = self.encoder.tokenize(["a cat sat", "the dog ran far"])
+        emb = self.encoder(features["input_ids"], features["attention_mask"])
+        return 1.0 - (emb[0] * emb[1]).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.encoder.parameters(), lr=0.05)
+
+    def train_dataloader(self):
+        return DataLoader(list(range(8)), batch_size=1)
+
+
+def test_callback_runs_every_n_steps_and_at_end(tasks_root, tmp_path):
+    from embedforge.model.encoder import Encoder
+
+    encoder = Encoder.from_pretrained("tiny:mistral", dtype="float32")
+    callback = MTEBEvalCallback(tasks=["MySTS", "MyRetrieval"], every_n_steps=2, data_dir=str(tasks_root))
+    logger = pl.loggers.CSVLogger(tmp_path)
+    trainer = pl.Trainer(max_steps=5, callbacks=[callback], logger=logger, accelerator="cpu", enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(_Module(encoder))
+    assert [step for step, _ in callback.history] == [2, 4, 5]
+    keys = set(callback.history[-1][1])
+    assert keys == {"val/MySTS/cosine_spearman", "val/MyRetrieval/ndcg_at_10"}
+    assert "val/MySTS/cosine_spearman" in trainer.logged_metrics
+    logged = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text()
+    assert "val/MyRetrieval/ndcg_at_10" in logged
+
+
+def test_callback_config_instantiates(tasks_root):
+    cfg = OmegaConf.load(CONF_DIR / "callbacks" / "mteb_eval.yaml")
+    cfg.mteb_eval.data_dir = str(tasks_root)
+    callback = instantiate(cfg.mteb_eval)
+    assert isinstance(callback, MTEBEvalCallback) and callback.every_n_steps == 200
+    assert callback.policy.by_type["STS"] == "Retrieve semantically similar text."
+
+
+def test_callback_needs_tasks():
+    with pytest.raises(ValueError, match="callbacks.mteb_eval.tasks"):
+        MTEBEvalCallback(tasks=[])
