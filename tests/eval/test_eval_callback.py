@@ -58,3 +58,23 @@ def test_callback_config_instantiates(tasks_root):
 def test_callback_needs_tasks():
     with pytest.raises(ValueError, match="callbacks.mteb_eval.tasks"):
         MTEBEvalCallback(tasks=[])
+
+
+def test_callback_inside_embedforge_train(compose_train, tasks_root):
+    """The real wiring: conf/callbacks/with_mteb_eval.yaml + EmbeddingModule + CSV logger."""
+    from pathlib import Path
+
+    from embedforge.train.run import train
+
+    cfg = compose_train("model=tiny-mistral", "pooling=last_token", "callbacks=with_mteb_eval", "logger=csv",
+                        f"callbacks.mteb_eval.data_dir={tasks_root}", "callbacks.mteb_eval.tasks=[MySTS]",
+                        "callbacks.mteb_eval.every_n_steps=2", "data.batch_size=8", "data.max_train_examples=32",
+                        "validate_before_fit=false", "save_encoder=false")
+    record = train(cfg)
+    assert record["global_step"] == 4
+    metrics = (Path(cfg.paths.output_dir) / "csv" / "version_0" / "metrics.csv").read_text()
+    header, *rows = metrics.splitlines()
+    column = header.split(",").index("val/MySTS/cosine_spearman")
+    values = [float(row.split(",")[column]) for row in rows if row.split(",")[column]]
+    assert len(values) >= 2, "expected scores during training (every 2 of 4 steps), not only at the end"
+    assert all(-100 <= v <= 100 for v in values)
