@@ -15,7 +15,7 @@ COMMON = ["model=tiny-mistral", "pooling=last_token", "lora=r8", "data.batch_siz
 def run(compose_train, tmp_path, name, epochs, *extra):
     steps_file = tmp_path / f"{name}-{epochs}-steps.json"
     cfg = compose_train(*COMMON, f"run_name={name}", f"trainer.max_epochs={epochs}",
-                        f"+callbacks.steps._target_=callbacks_for_tests.RecordSteps", f"+callbacks.steps.path={steps_file}",
+                        "+callbacks.steps._target_=callbacks_for_tests.RecordSteps", f"+callbacks.steps.path={steps_file}",
                         *extra)
     train(cfg)
     return json.loads(steps_file.read_text()), torch.load(tmp_path / "runs" / name / "run" / "checkpoints" / "last.ckpt",

@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Iterator, Literal
 
 from embedforge.data.schema import Example, SchemaError
 
@@ -35,13 +35,20 @@ class LoadReport:
         return f"{self.path}: {len(self.examples)} records loaded, {len(self.errors)} rejected"
 
 
-def parse_line(line: str) -> Example:
-    """Decode and validate one JSONL line; raises SchemaError with the reason."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise SchemaError(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
-    return Example.from_dict(obj)
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, decoded value, None) or (line number, None, reason) for each non-blank line.
+
+    The one JSONL reader of the project: callers decide whether a bad line fails, is skipped with a
+    warning, or is counted, but they all report it as `file:line`.
+    """
+    with Path(path).open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line), None
+            except json.JSONDecodeError as exc:
+                yield lineno, None, f"malformed JSON ({exc.msg} at column {exc.colno})"
 
 
 def load_examples(path: str | Path, on_error: OnError = "fail") -> LoadReport:
@@ -58,18 +65,17 @@ def load_examples(path: str | Path, on_error: OnError = "fail") -> LoadReport:
     if not path.is_file():
         raise DataFileError(f"{path}: data file not found")
     report = LoadReport(path=path)
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                report.examples.append(parse_line(line))
-            except SchemaError as exc:
-                message = f"{path}:{lineno}: {exc}"
-                if on_error == "fail":
-                    raise DataFileError(message) from None
-                report.errors.append(message)
-                log.warning("rejected record %s", message)
+    for lineno, obj, reason in iter_json_lines(path):
+        try:
+            if reason:
+                raise SchemaError(reason)
+            report.examples.append(Example.from_dict(obj))
+        except SchemaError as exc:
+            message = f"{path}:{lineno}: {exc}"
+            if on_error == "fail":
+                raise DataFileError(message) from None
+            report.errors.append(message)
+            log.warning("rejected record %s", message)
     if report.errors:
         log.warning("%s (on_error=skip)", report.summary())
     return report

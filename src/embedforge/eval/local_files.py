@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from embedforge.data.jsonl import iter_json_lines
+
 TASK_TYPES = ("STS", "Classification", "PairClassification", "BitextMining", "Retrieval")
 
 
@@ -45,27 +47,22 @@ def read_jsonl(path: Path, required: dict[str, tuple[type, ...]], check=None) ->
     if not path.is_file():
         raise LocalTaskError(f"{path}: file not found")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LocalTaskError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise LocalTaskError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            for key, types in required.items():
-                if key not in row:
-                    raise LocalTaskError(f"{path}:{lineno}: missing key '{key}'")
-                # bool is an int subclass: a true/false label or score is a data error, not 1/0.
-                if not isinstance(row[key], types) or isinstance(row[key], bool):
-                    names = "/".join(t.__name__ for t in types)
-                    raise LocalTaskError(f"{path}:{lineno}: '{key}' must be {names}, got {row[key]!r}")
-            problem = check(row) if check else None
-            if problem:
-                raise LocalTaskError(f"{path}:{lineno}: {problem}")
-            rows.append(row)
+    for lineno, row, reason in iter_json_lines(path):
+        if reason:
+            raise LocalTaskError(f"{path}:{lineno}: {reason}")
+        if not isinstance(row, dict):
+            raise LocalTaskError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        for key, types in required.items():
+            if key not in row:
+                raise LocalTaskError(f"{path}:{lineno}: missing key '{key}'")
+            # bool is an int subclass: a true/false label or score is a data error, not 1/0.
+            if not isinstance(row[key], types) or isinstance(row[key], bool):
+                names = "/".join(t.__name__ for t in types)
+                raise LocalTaskError(f"{path}:{lineno}: '{key}' must be {names}, got {row[key]!r}")
+        problem = check(row) if check else None
+        if problem:
+            raise LocalTaskError(f"{path}:{lineno}: {problem}")
+        rows.append(row)
     if not rows:
         raise LocalTaskError(f"{path}: no rows")
     return rows

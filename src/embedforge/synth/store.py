@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from embedforge.data.jsonl import iter_json_lines
+
 log = logging.getLogger(__name__)
 
 # Request fields that define "the same request" (anything else, e.g. timeouts, is transport).
@@ -62,17 +64,11 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object); undecodable lines are warned about with file:line and skipped."""
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                log.warning("%s:%d: unreadable line skipped (%s)", path, lineno, exc.msg)
-                continue
-            if isinstance(obj, dict):
-                yield lineno, obj
+    for lineno, obj, reason in iter_json_lines(path):
+        if reason:
+            log.warning("%s:%d: unreadable line skipped (%s)", path, lineno, reason)
+        elif isinstance(obj, dict):
+            yield lineno, obj
 
 
 class JsonlAppender:
