@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE, format_query
-
-MODES = ("instruction", "none", "task_type")
+from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE, INSTRUCTION_MODES, format_query
 
 
 @dataclass
@@ -27,8 +25,8 @@ class InstructionPolicy:
     normalize_by_type: dict[str, bool] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"instructions.mode: unknown mode {self.mode!r} (expected one of {', '.join(MODES)})")
+        if self.mode not in INSTRUCTION_MODES:
+            raise ValueError(f"instructions.mode: unknown mode {self.mode!r} (expected one of {', '.join(INSTRUCTION_MODES)})")
         if "{query}" not in self.template:
             raise ValueError(f"instructions.template must contain '{{query}}', got {self.template!r}")
 

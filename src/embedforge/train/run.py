@@ -68,8 +68,9 @@ def train(cfg: DictConfig) -> dict:
     logger = build_logger(cfg.get("logger"))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks)
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     if logger is not None:
-        logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
+        logger.log_hyperparams(resolved)
 
     has_val = bool(cfg.data.get("val_files"))
     before = trainer.validate(module, datamodule=datamodule, verbose=False)[0] if has_val and cfg.validate_before_fit else {}
@@ -87,7 +88,7 @@ def train(cfg: DictConfig) -> dict:
         "hardware": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
         "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__, "python": platform.python_version()},
         "git_sha": _git_sha(),
-        "config": redact(OmegaConf.to_container(cfg, resolve=True)),
+        "config": resolved,
     }
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
         out = Path(cfg.paths.output_dir)
