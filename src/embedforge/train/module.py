@@ -26,7 +26,8 @@ class EmbeddingModule(pl.LightningModule):
     def __init__(self, cfg: DictConfig | dict, encoder: Encoder | None = None):
         super().__init__()
         cfg = OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg
-        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        # Kept in checkpoints only; run.py logs the redacted config to the experiment logger itself.
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)}, logger=False)
         self.cfg = cfg
         self.encoder = encoder or build_encoder(cfg.model, cfg.lora, cfg.pooling)
         # HF loads models in eval mode; training needs LoRA dropout active (Lightning keeps modes).
