@@ -16,7 +16,7 @@ log = logging.getLogger("embedforge.evaluate")
 def load_encoder(cfg: DictConfig):
     """The encoder to evaluate: `checkpoint` (encoder folder or Lightning .ckpt) or model/lora/pooling."""
     from embedforge.model.builder import build_encoder
-    from embedforge.model.encoder import Encoder
+    from embedforge.model.encoder import ENCODER_FILE, Encoder
 
     ckpt = cfg.get("checkpoint")
     if not ckpt:
@@ -28,8 +28,11 @@ def load_encoder(cfg: DictConfig):
         from embedforge.train.checkpoint import load_encoder_from_checkpoint  # lazy: pulls in Lightning
 
         return load_encoder_from_checkpoint(path)
-    if path.is_dir():
-        return Encoder.from_pretrained(str(path), dtype=cfg.model.get("torch_dtype", "auto"))
+    if (path / ENCODER_FILE).is_file():  # an encoder folder carries its own pooling and LoRA settings
+        return Encoder.load(path, dtype=cfg.model.get("torch_dtype", "auto"))
+    if path.is_dir():  # a plain Hugging Face model folder: pooling and LoRA come from the config
+        return build_encoder({**OmegaConf.to_container(cfg.model, resolve=True), "pretrained": str(path)},
+                             cfg.get("lora"), cfg.get("pooling"))
     raise ValueError(f"checkpoint: {path} is neither an encoder folder nor a .ckpt file")
 
 
