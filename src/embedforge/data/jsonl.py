@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from dataclasses import dataclass, field
@@ -39,10 +40,20 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
     """(line number, decoded value, None) or (line number, None, reason) for each non-blank line.
 
     The one JSONL reader of the project: callers decide whether a bad line fails, is skipped with a
-    warning, or is counted, but they all report it as `file:line`.
+    warning, or is counted, but they all report it as `file:line`. Lines are read as bytes and
+    decoded one by one, so a line that is not UTF-8 is one more `reason` on its own line instead of
+    an exception that stops the whole file (and hides the problems of earlier lines). A `.gz` file
+    is read through gzip.
     """
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield lineno, None, (f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+                continue
             if not line.strip():
                 continue
             try:

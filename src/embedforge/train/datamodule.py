@@ -1,35 +1,27 @@
-"""DataModule: Example JSONL files -> shuffled contrastive batches and validation batches."""
+"""DataModule: a mixture of sources (conf/data/*.yaml) -> contrastive batches, plus validation batches.
+
+`setup()` loads and validates ALL data (every source, every line), so it can run before the model is
+built; the batches come from data/batching.py (`data.batching`: mixed | same_source).
+"""
 
 from __future__ import annotations
 
-import glob
 import logging
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from pytorch_lightning.utilities import rank_zero_only
+from torch.utils.data import DataLoader, Dataset
 
+from embedforge.data.batching import SourceBatchSampler
 from embedforge.data.collate import ContrastiveCollator
-from embedforge.data.jsonl import DataFileError, load_examples
+from embedforge.data.jsonl import load_examples
+from embedforge.data.mixture import Mixture, build_mixture, print_counts
 from embedforge.data.schema import Example
-from embedforge.paths import REPO_ROOT
+from embedforge.data.sources.checks import check_data_config
+from embedforge.data.sources.files import expand_files  # noqa: F401 - re-exported (config checks, tests)
 
 log = logging.getLogger(__name__)
-
-
-def expand_files(patterns, key: str) -> list[Path]:
-    """Resolve file names and globs (relative to the working directory, then the repository)."""
-    if isinstance(patterns, (str, Path)):
-        patterns = [patterns]
-    files: list[Path] = []
-    for pattern in patterns:
-        pattern = str(pattern)
-        matches = sorted(glob.glob(pattern)) or sorted(glob.glob(str(REPO_ROOT / pattern)))
-        if not matches:
-            raise DataFileError(f"{key}: no data file matches '{pattern}'")
-        files += [Path(m) for m in matches]
-    return files
 
 
 def load_all(patterns, key: str, on_error: str) -> list[Example]:
@@ -45,32 +37,18 @@ def load_all(patterns, key: str, on_error: str) -> list[Example]:
 
 
 class ExampleDataset(Dataset):
+    """Examples by index, or a list of them by a list of indices (one batch, see SourceBatchSampler)."""
+
     def __init__(self, examples: list[Example]):
         self.examples = examples
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index: int) -> Example:
+    def __getitem__(self, index):
+        if isinstance(index, (list, tuple)):
+            return [self.examples[i] for i in index]
         return self.examples[index]
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """A permutation that depends only on (seed, epoch), so a run resumed at an epoch boundary
-    sees exactly the order an uninterrupted run would. Lightning calls set_epoch each epoch."""
-
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
 
 
 class ValidationCollator:
@@ -94,6 +72,8 @@ class EmbeddingDataModule(pl.LightningDataModule):
         self.seed = seed
         self.train_examples: list[Example] = []
         self.val_examples: list[Example] = []
+        self.mixture: Mixture | None = None
+        self.sampler: SourceBatchSampler | None = None
 
     def collator(self, hard_negatives: int) -> ContrastiveCollator:
         return ContrastiveCollator(
@@ -106,19 +86,32 @@ class EmbeddingDataModule(pl.LightningDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
-        if not self.train_examples:
-            self.train_examples = load_all(self.cfg.train_files, "data.train_files", self.cfg.on_error)
-            if self.cfg.get("max_train_examples"):
-                self.train_examples = self.train_examples[: int(self.cfg.max_train_examples)]
+        """Load, validate and sample all training and validation data (idempotent)."""
+        if self.mixture is None:
+            check_data_config(self.cfg)
+            self.mixture = build_mixture(self.cfg, self.seed)
+            self.train_examples = self.mixture.examples
+            rank_zero_only(print_counts)(self.mixture.counts)
         if not self.val_examples and self.cfg.get("val_files"):
             self.val_examples = load_all(self.cfg.val_files, "data.val_files", self.cfg.on_error)
 
+    def mixture_counts(self) -> dict[str, dict]:
+        """Per-source counts (loaded, rejected, filtered, ratio, cap, used, share) for logs and the run record."""
+        return {name: dict(c) for name, c in self.mixture.counts.items()} if self.mixture else {}
+
+    def train_sampler(self) -> SourceBatchSampler:
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        return SourceBatchSampler(self.mixture.source_ids, int(self.cfg.batch_size), self.seed,
+                                  mode=self.cfg.get("batching", "mixed"),
+                                  drop_last=bool(self.cfg.get("drop_last", True)), num_replicas=world, rank=rank)
+
     def train_dataloader(self) -> DataLoader:
+        self.sampler = self.train_sampler()
         return DataLoader(
             ExampleDataset(self.train_examples),
-            batch_size=int(self.cfg.batch_size),
-            sampler=EpochShuffleSampler(len(self.train_examples), self.seed),
-            drop_last=bool(self.cfg.get("drop_last", True)),
+            batch_size=None,  # each item the sampler yields is one batch
+            sampler=self.sampler,
             collate_fn=self.collator(int(self.cfg.hard_negatives)),
             num_workers=int(self.cfg.get("num_workers", 0)),
         )
