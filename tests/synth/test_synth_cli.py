@@ -56,7 +56,7 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(tmp_path, server_factory, fa
     os.kill(proc.pid, signal.SIGKILL)
     log1 = proc.communicate(timeout=30)[0].decode()
     completed = _cache_keys(cache)
-    assert 60 <= len(completed) < 216
+    assert 60 <= len(completed) < 200  # killed mid-run (200 items + a few brainstorm calls)
     before = srv.stats()["attempts_by_key"]
 
     done = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ from embedforge.synth.client import retry_after_seconds
 from embedforge.synth.parsing import ParseError, dedup_definitions, parse_brainstorm, parse_example
 from embedforge.synth.prompts import brainstorm_messages, item_messages, prompt_kind
 from embedforge.synth.sampling import Planner
-from embedforge.synth.settings import ConfigError, settings_from_dict
+from embedforge.synth.settings import SynthConfigError, settings_from_dict
 from embedforge.synth.store import JsonlAppender, RequestCache, CachedResponse, repair_torn_tail, request_key
 from embedforge.synth.taxonomy import BRAINSTORM_TYPES, TASK_TYPES
 
@@ -189,7 +189,7 @@ def test_retry_after_headers():
     ],
 )
 def test_bad_config_names_the_key(settings, overrides, key):
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(SynthConfigError) as exc:
         settings(*overrides)
     assert str(exc.value).split(":")[0] == key
 

@@ -1,13 +1,17 @@
 """`embedforge-generate`: synthetic data by two-step LLM prompting (see docs/synth.md).
 
-Config errors (unknown task type, bad weights, unknown language, missing API key variable) stop the
-run before any request with a one-line message naming the config key, and exit code 2.
+Config errors (unknown task type, bad weights, unknown language, an `out_dir` that cannot be written,
+missing API key variable) stop the run before any request with a one-line message naming the config
+key, and exit code 2. The config is checked once before Hydra starts, because Hydra creates its run
+folder inside `out_dir` before our code runs: a bad `out_dir` must be reported as such, not as a
+traceback from inside Hydra.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import hydra
@@ -17,45 +21,109 @@ import embedforge.paths
 
 log = logging.getLogger("embedforge.generate")
 
+# Loggers of the HTTP stack: at DEBUG they print request and response headers and bodies.
+HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "hpack", "h2", "h11", "urllib3", "aiohttp")
 
-def _quiet_http_loggers() -> None:
-    # Request logs of these libraries can include headers; keep them out of generate.log.
-    for name in ("openai", "httpx", "httpx2", "httpcore"):
+
+class HttpLogGuard(logging.Filter):
+    """On every handler: drops HTTP-library records below WARNING and masks the API keys.
+
+    Setting those loggers to WARNING is not enough on its own: `hydra.verbose=...` or a user's
+    logging config can lower them again, and a handler filter sees every record that is emitted.
+    """
+
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".")[0] in HTTP_LOGGERS and record.levelno < logging.WARNING:
+            return False
+        if self.secrets:
+            text = record.getMessage()
+            if any(s in text for s in self.secrets):
+                for s in self.secrets:
+                    text = text.replace(s, "<redacted>")
+                record.msg, record.args = text, None
+        return True
+
+
+def guard_logging(settings) -> None:
+    for name in HTTP_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    secrets = [os.environ.get(g.api_key_env, "") for g in settings.generators]
+    guard = HttpLogGuard(secrets)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, HttpLogGuard) for f in handler.filters):
+            handler.addFilter(guard)
+
+
+def _fail(kind: str, message: str, code: int) -> None:
+    print(f"embedforge-generate: {kind}: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def precheck(argv: list[str]) -> None:
+    """Compose the config as Hydra will and validate it (out_dir included) before Hydra writes.
+
+    Command lines this cannot mirror (multirun sweeps, another config dir or name, --help/--cfg)
+    are left to Hydra; the same checks run again inside the job.
+    """
+    from hydra import compose, initialize_config_dir
+
+    from embedforge.synth.settings import SynthConfigError, check_out_dir_writable, settings_from_dict
+
+    if any(a.startswith("-") for a in argv):
+        return
+    try:
+        with initialize_config_dir(str(embedforge.paths.CONF_DIR), version_base="1.3"):
+            cfg = compose("generate", overrides=list(argv))
+        raw = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - Hydra will report its own override/composition errors
+        return
+    try:
+        settings_from_dict(raw)
+        check_out_dir_writable(raw.get("out_dir"))
+    except SynthConfigError as exc:
+        _fail("config error", str(exc), 2)
 
 
 def generate(cfg: DictConfig) -> dict:
     from embedforge.synth.client import FatalAPIError
-    from embedforge.synth.estimate import dry_run
+    from embedforge.synth.estimate import dry_run, format_estimate
     from embedforge.synth.pipeline import BrainstormFailed, run_pipeline
     from embedforge.synth.report import format_report
-    from embedforge.synth.settings import ConfigError, settings_from_dict
+    from embedforge.synth.settings import SynthConfigError, settings_from_dict
 
-    _quiet_http_loggers()
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)
         settings = settings_from_dict(raw)
+        guard_logging(settings)
         if settings.dry_run:
             est = dry_run(settings)
             for i, prompt in enumerate(est.pop("prompts")):
                 print(f"----- prompt {i} -----\n{prompt}")
             print(json.dumps(est, indent=2))
+            print(format_estimate(est))
             return est
         report = run_pipeline(settings)
-    except ConfigError as exc:
-        print(f"embedforge-generate: config error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except SynthConfigError as exc:
+        _fail("config error", str(exc), 2)
     except (FatalAPIError, BrainstormFailed) as exc:
-        print(f"embedforge-generate: stopped: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail("stopped", f"{exc} (previous outputs in {raw.get('out_dir')} are unchanged)", 1)
     print(format_report(report))
     print(f"examples: {settings.out_dir / 'examples.jsonl'}  report: {settings.out_dir / 'report.json'}")
     return report
 
 
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="generate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     generate(cfg)
+
+
+def main() -> None:
+    precheck(sys.argv[1:])
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Chat-completions client for any OpenAI-compatible endpoint, with our own retry loop.
 
 The openai client's built-in retries are off (max_retries=0) so every retry is counted and
-Retry-After is honoured here. Transient failures (429, 5xx, 408/409, timeouts, connection errors)
-are retried with exponential backoff and jitter; 401/403/404 abort the run (every later request
-would fail the same way); other 4xx fail only the one request.
+Retry-After is honoured here (capped at `client.max_retry_after_s`). Transient failures (429, 5xx,
+408/409, timeouts, dropped connections) are retried with exponential backoff and jitter; 401/403/404
+abort the run (every later request would fail the same way), and so does a connection that cannot
+be made at all (refused, unknown host) unless `client.retry_connect` is true; other 4xx fail only
+the one request.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import email.utils
 import logging
 import os
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 import openai
 
 from embedforge.synth.ratelimit import RateLimiter
-from embedforge.synth.settings import ClientSettings, ConfigError
+from embedforge.synth.settings import ClientSettings, SynthConfigError
 from embedforge.synth.store import CachedResponse
 
 log = logging.getLogger(__name__)
@@ -39,21 +42,40 @@ class FatalAPIError(RuntimeError):
 class ClientCounters:
     requests: int = 0  # HTTP attempts sent
     retries: int = 0
+    retry_after_capped: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # by kind: 429, 500, timeout, ...
 
     def fail(self, kind: str) -> None:
         self.failures[kind] = self.failures.get(kind, 0) + 1
 
 
-def read_api_key(settings: ClientSettings) -> str:
+def read_api_key(settings: ClientSettings, key_name: str = "client.api_key_env") -> str:
     """The key from the environment variable whose NAME the config holds; never logged."""
     key = os.environ.get(settings.api_key_env)
     if not key:
-        raise ConfigError(
-            f"client.api_key_env: environment variable {settings.api_key_env} is not set "
-            f"(export it, or point client.api_key_env at another variable)"
+        raise SynthConfigError(
+            f"{key_name}: environment variable {settings.api_key_env} is not set "
+            f"(export it, or point {key_name} at another variable)"
         )
     return key
+
+
+def cannot_connect(exc: BaseException) -> str | None:
+    """The reason, if `exc` means no connection could be made (refused, unknown host), else None.
+
+    Timeouts and connections dropped mid-request are not this: they are worth retrying.
+    """
+    reason: str | None = None
+    x: BaseException | None = exc
+    for _ in range(10):  # the cause chain is short; the bound guards against cycles
+        if x is None:
+            break
+        if isinstance(x, (ConnectionRefusedError, socket.gaierror)):
+            return f"{type(x).__name__}: {x}"
+        if type(x).__name__ == "ConnectError":  # httpx / httpx2 / httpcore: connecting failed
+            reason = str(x)
+        x = x.__cause__ or x.__context__
+    return reason
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -84,12 +106,24 @@ class ChatClient:
             api_key=api_key, base_url=settings.base_url or None, max_retries=0, timeout=settings.timeout_s
         )
         self._secret = api_key
+        self.base_url = str(self._client.base_url)
         self._sem = asyncio.Semaphore(settings.concurrency)
         self._limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
 
     def backoff(self, attempt: int) -> float:
         base = self.settings.backoff_base_s * (2**attempt)
         return min(self.settings.backoff_max_s, base) * (0.5 + random.random() / 2)
+
+    def capped(self, hinted: float | None, fallback: float) -> float:
+        """The server's Retry-After, but never more than client.max_retry_after_s."""
+        if hinted is None:
+            return fallback
+        cap = self.settings.max_retry_after_s
+        if hinted > cap:
+            self.counters.retry_after_capped += 1
+            log.warning("server asked to wait %.0f s (Retry-After); waiting %.0f s (client.max_retry_after_s)", hinted, cap)
+            return cap
+        return hinted
 
     async def complete(self, payload: dict[str, Any], est_tokens: int) -> CachedResponse:
         attempts = self.settings.max_retries + 1
@@ -103,8 +137,7 @@ class ChatClient:
                     resp = await self._client.chat.completions.create(**payload)
                 except openai.RateLimitError as exc:
                     kind, last = "429", "rate limited (429)"
-                    hinted = retry_after_seconds(exc.response.headers)
-                    delay = hinted if hinted is not None else delay
+                    delay = self.capped(retry_after_seconds(exc.response.headers), delay)
                 except openai.APIStatusError as exc:
                     code = exc.status_code
                     if code in FATAL_STATUS:
@@ -112,12 +145,17 @@ class ChatClient:
                     if code < 500 and code not in (408, 409):
                         raise RequestFailed(f"http_{code}: {self._short(exc)}") from None
                     kind, last = str(code), f"HTTP {code}"
-                    hinted = retry_after_seconds(exc.response.headers)
-                    delay = hinted if hinted is not None else delay
+                    delay = self.capped(retry_after_seconds(exc.response.headers), delay)
                 except openai.APITimeoutError:
                     kind, last = "timeout", f"timed out after {self.settings.timeout_s}s"
                 except openai.APIConnectionError as exc:
-                    kind, last = "connection", f"connection error: {type(exc.__cause__).__name__}"
+                    refused = cannot_connect(exc)
+                    if refused and not self.settings.retry_connect:
+                        raise FatalAPIError(
+                            f"cannot connect to {self.base_url} ({refused}); is the server running? "
+                            f"(client.retry_connect=true retries instead)"
+                        ) from None
+                    kind, last = "connection", f"connection error: {refused or type(exc.__cause__).__name__}"
                 else:
                     return self._settle(resp, est_tokens)
             self.counters.fail(kind)
@@ -128,14 +166,10 @@ class ChatClient:
 
     def _settle(self, resp: Any, est_tokens: int) -> CachedResponse:
         usage = getattr(resp, "usage", None)
-        p = int(getattr(usage, "prompt_tokens", 0) or 0)
-        c = int(getattr(usage, "completion_tokens", 0) or 0)
+        p = _count(getattr(usage, "prompt_tokens", 0))
+        c = _count(getattr(usage, "completion_tokens", 0))
         self._limiter.settle(est_tokens, p + c)
-        choices = getattr(resp, "choices", None) or []
-        if not choices:
-            return CachedResponse(None, p, c, "no_choices")
-        msg = choices[0].message
-        return CachedResponse(getattr(msg, "content", None), p, c, choices[0].finish_reason)
+        return response_from_completion(resp, p, c)
 
     def _short(self, exc: Exception) -> str:
         """Error text for messages and rejects: bounded, and never containing the key."""
@@ -144,3 +178,50 @@ class ChatClient:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able copy of what the SDK parsed (pydantic models inside lists included)."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def response_from_completion(resp: Any, prompt_tokens: int, completion_tokens: int) -> CachedResponse:
+    """The first choice's content in the shape the server sent it, plus refusal and finish reason.
+
+    Also takes the plain dict of a Batch API result line. Nothing is interpreted here; parsing does
+    that on every replay, so the cache holds exactly what was paid for.
+    """
+    if isinstance(resp, dict):
+        choices = resp.get("choices") or []
+        first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+        msg = first.get("message") if isinstance(first.get("message"), dict) else {}
+        content, refusal, finish = msg.get("content"), msg.get("refusal"), first.get("finish_reason")
+        if not choices:
+            finish = "no_choices"
+    else:
+        choices = getattr(resp, "choices", None) or []
+        if not choices:
+            return CachedResponse(None, prompt_tokens, completion_tokens, "no_choices")
+        msg = getattr(choices[0], "message", None)
+        content = _plain(getattr(msg, "content", None))
+        refusal = getattr(msg, "refusal", None)
+        finish = getattr(choices[0], "finish_reason", None)
+    return CachedResponse(
+        _plain(content), prompt_tokens, completion_tokens,
+        finish if isinstance(finish, str) else None, refusal if isinstance(refusal, str) else None,
+    )

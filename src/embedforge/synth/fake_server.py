@@ -43,6 +43,7 @@ class FaultConfig:
     retry_after_s: float = 0.05
     seed: int = 0
     api_key: str | None = None  # if set, other keys get 401
+    brainstorm_vocab: int = 100000  # distinct task subjects: smaller = more duplicate definitions
 
     def __post_init__(self) -> None:
         for name in self.rates:
@@ -59,16 +60,28 @@ def _pick(rng: random.Random, names: tuple[str, ...], rates: dict[str, float]) -
     return None
 
 
-def fake_content(kind: tuple[str, str] | None, key: str, prompt: str) -> str:
+def fake_content(kind: tuple[str, str] | None, key: str, prompt: str, vocab: int = 100000) -> str:
     """A valid reply for the prompt kind, unique per request key."""
     h = key[:12]
     if kind is None:
         return "I am a fake server and did not recognise this prompt."
     step, task = kind
     if step == "brainstorm":
+        # Subjects come from a finite vocabulary, so calls repeat each other now and then (as an LLM
+        # does), sometimes with other case, list numbers or no final period: dedup has work to do.
         m = re.search(r"Write (\d+) different task definitions", prompt)
         n = int(m.group(1)) if m else 20
-        return json.dumps([f"Given a {task} input about subject {h}-{k}, find the matching text." for k in range(n)])
+        rng = random.Random(key)
+        out = []
+        for k in range(n):
+            text = f"Given a {task} input about subject {rng.randrange(vocab)}, find the matching text."
+            style = rng.random()
+            if style < 0.1:
+                text = text.upper()
+            elif style < 0.2:
+                text = f"{k + 1}. {text.rstrip('.')}"
+            out.append(text)
+        return json.dumps(out)
     q, p, neg = OUTPUT_KEYS[task]
     obj = {q: f"{task} query {h}", p: f"The {task} positive text for {h}, long enough to read."}
     if neg:
@@ -148,7 +161,7 @@ class FakeServer:
             return web.json_response({"error": {"message": "stalled", "type": "timeout"}}, status=504)
         prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
         kind = prompt_kind(body.get("messages", []))
-        content = fake_content(kind, key, prompt)
+        content = fake_content(kind, key, prompt, f.brainstorm_vocab)
         finish = "stop"
         if fault in CONTENT:
             content = bad_content(fault, content, kind)

@@ -1,13 +1,15 @@
 """Strict parsing of LLM replies: JSON only (optionally inside one ``` fence), checked per task type.
 
 Nothing here evaluates code; a reply is either valid JSON of the expected shape or rejected with a
-short machine-readable reason (`invalid_json`, `missing_key:<k>`, ...).
+short machine-readable reason (`invalid_json`, `missing_key:<k>`, ...). The message content may come
+in any JSON shape (see `reply_text`); every shape ends as text or as a ParseError, never a crash.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Any
 
 from embedforge.data.schema import Example
@@ -21,8 +23,64 @@ class ParseError(ValueError):
     """The reply is unusable; str(exc) is the reject reason."""
 
 
-def extract_json(text: str | None) -> Any:
-    if text is None or not text.strip():
+def _part_text(part: Any) -> tuple[str | None, str | None]:
+    """(text, refusal) of one content part: a string, or {"type": "text"|"output_text", "text": ...}."""
+    if isinstance(part, str):
+        return part, None
+    if isinstance(part, dict):
+        kind = part.get("type")
+        if kind == "refusal" and isinstance(part.get("refusal"), str):
+            return None, part["refusal"]
+        if kind in (None, "text", "output_text") and isinstance(part.get("text"), str):
+            return part["text"], None
+    return None, None
+
+
+def reply_text(content: Any, refusal: str | None = None) -> str:
+    """The reply's text from any content shape an OpenAI-compatible server sends.
+
+    string: itself; list of content parts: their text joined; {"type": "text", "text": ...}: the
+    text; any other JSON object: the object itself as JSON (servers in JSON mode sometimes send it
+    parsed); null: a refusal or an empty reply; anything else: wrong_content_type. Raises ParseError.
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts, refusals = [], []
+        for part in content:
+            text, refused = _part_text(part)
+            if text is not None:
+                texts.append(text)
+            if refused is not None:
+                refusals.append(refused)
+        if texts:
+            return "".join(texts)
+        if refusals or refusal:
+            raise ParseError(f"refusal: {_clip((refusals or [refusal])[0])}")
+        raise ParseError("no_text_parts: the content list holds no text part")
+    if isinstance(content, dict):
+        text, refused = _part_text(content)
+        if text is not None and set(content) <= {"type", "text", "annotations"}:
+            return text
+        if refused is not None:
+            raise ParseError(f"refusal: {_clip(refused)}")
+        return json.dumps(content, ensure_ascii=False)
+    if content is None:
+        if refusal:
+            raise ParseError(f"refusal: {_clip(refusal)}")
+        raise ParseError("empty_reply")
+    raise ParseError(f"wrong_content_type: {type(content).__name__}")
+
+
+def _clip(text: Any, limit: int = 120) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def extract_json(text: Any) -> Any:
+    if not isinstance(text, str):
+        text = reply_text(text)
+    if not text.strip():
         raise ParseError("empty_reply")
     body = text.strip()
     fenced = _FENCE_RE.match(body)
@@ -32,9 +90,11 @@ def extract_json(text: str | None) -> Any:
         return json.loads(body)
     except json.JSONDecodeError as exc:
         raise ParseError(f"invalid_json: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. absurdly deep nesting or a 5000-digit number
+        raise ParseError(f"invalid_json: {type(exc).__name__}") from None
 
 
-def parse_brainstorm(text: str | None) -> list[str]:
+def parse_brainstorm(text: Any) -> list[str]:
     """A JSON list of task definitions (strings); blank entries are dropped."""
     value = extract_json(text)
     if isinstance(value, dict) and len(value) == 1:  # tolerate {"tasks": [...]}
@@ -58,7 +118,7 @@ def _text(obj: dict, key: str) -> str:
     return value.strip()
 
 
-def parse_example(text: str | None, task_type: str) -> tuple[str, str, str | None]:
+def parse_example(text: Any, task_type: str) -> tuple[str, str, str | None]:
     """(query, positive, negative or None) from a generation reply for `task_type`."""
     value = extract_json(text)
     if not isinstance(value, dict):
@@ -86,9 +146,20 @@ def to_example(plan: ItemPlan, fields: tuple[str, str, str | None], source: str)
     )
 
 
+_EDGE_PUNCT = " \t\n\"'`.,;:!?-*\u201c\u201d\u2018\u2019\u00ab\u00bb\u3002"
+_LIST_MARK_RE = re.compile(r"^(?:\d+[.)]|[-*\u2022])\s+")
+
+
 def normalize_definition(text: str) -> str:
-    """Dedup key for brainstormed task definitions: case, spacing and final period ignored."""
-    return " ".join(text.lower().split()).rstrip(".")
+    """Dedup key for brainstormed task definitions.
+
+    Unicode compatibility forms, case, spacing, list markers ("3. ", "- "), surrounding quotes and
+    final punctuation are ignored: "1. Find X." and "find  x" are the same task.
+    """
+    key = unicodedata.normalize("NFKC", text).casefold()
+    key = " ".join(key.split())
+    key = _LIST_MARK_RE.sub("", key)
+    return key.strip(_EDGE_PUNCT)
 
 
 def dedup_definitions(lists: list[list[str]]) -> list[str]:
@@ -97,7 +168,16 @@ def dedup_definitions(lists: list[list[str]]) -> list[str]:
     for tasks in lists:
         for t in tasks:
             k = normalize_definition(t)
-            if k not in seen:
+            if k and k not in seen:
                 seen.add(k)
                 out.append(t)
     return out
+
+
+def example_text_key(record: dict) -> tuple:
+    """Exact-duplicate key of an accepted example: its texts (the paper removes exact duplicates).
+
+    The model that wrote it and the labels are left out, so two generators writing the same
+    example count as one.
+    """
+    return (record["instruction"], record["query"], record["positive"], tuple(record["negatives"]))

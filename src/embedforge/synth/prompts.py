@@ -13,7 +13,7 @@ from importlib import resources
 from string import Template
 
 from embedforge.synth.sampling import ItemPlan
-from embedforge.synth.settings import ConfigError, GenerateSettings
+from embedforge.synth.settings import GenerateSettings, SynthConfigError
 from embedforge.synth.taxonomy import BRAINSTORM_TYPES, language_name
 
 Messages = list[dict[str, str]]
@@ -33,7 +33,7 @@ def _render(step: str, task_type: str, values: dict[str, str]) -> Messages:
     try:
         text = load_template(step, task_type).substitute(values)
     except KeyError as exc:
-        raise ConfigError(
+        raise SynthConfigError(
             f"synth.placeholders.{task_type}.{exc.args[0]}: template {step}_{task_type}.txt needs this "
             f"placeholder but the config does not define it"
         ) from None

@@ -2,6 +2,8 @@
 
 Everything item i needs is drawn from a random stream seeded by (global seed, i) alone, so a resumed
 run rebuilds exactly the same requests (and hits the cache) no matter which items finished before.
+The generator model of a mixture is drawn from a stream of its own, so adding a mixture leaves every
+other draw (and the single-model cache keys) unchanged.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-from embedforge.synth.settings import GenerateSettings, Weighted
+from embedforge.synth.settings import GenerateSettings, Weighted, brainstorm_calls_per_type
 from embedforge.synth.taxonomy import FIXED_TASK_DEFINITIONS
 
 
@@ -33,6 +35,7 @@ class ItemPlan:
     task_definition: str = ""
     seed: int = 0
     target_language: str | None = None  # bitext only
+    generator: int = 0  # index into settings.generators
 
     @property
     def language_label(self) -> str:
@@ -45,6 +48,7 @@ class BrainstormPlan:
     task_type: str
     call: int
     seed: int
+    generator: int = 0
 
 
 class Planner:
@@ -52,12 +56,20 @@ class Planner:
         self.settings = settings
         self.synth = settings.synth
 
+    def generator_for(self, *parts: object) -> int:
+        gens = self.settings.generators
+        if len(gens) == 1:
+            return 0
+        rng = random.Random(derive_seed(self.settings.seed, "generator", *parts))
+        return int(_draw(rng, self.settings.generator_weights))
+
+    def brainstorm_plan(self, task_type: str, call: int) -> BrainstormPlan:
+        seed = derive_seed(self.settings.seed, "brainstorm", task_type, call)
+        return BrainstormPlan(task_type, call, seed, self.generator_for("brainstorm", task_type, call))
+
     def brainstorm_plans(self, task_types: list[str]) -> list[BrainstormPlan]:
-        return [
-            BrainstormPlan(t, j, derive_seed(self.settings.seed, "brainstorm", t, j))
-            for t in task_types
-            for j in range(self.synth.brainstorm_calls)
-        ]
+        calls = brainstorm_calls_per_type(self.settings)
+        return [self.brainstorm_plan(t, j) for t in task_types for j in range(calls[t])]
 
     def item(self, index: int, pools: dict[str, list[str]] | None = None) -> ItemPlan:
         """Plan item `index`; `pools` maps brainstormed task type -> task definitions (None: dry run)."""
@@ -81,4 +93,4 @@ class Planner:
                 raise RuntimeError(f"no task definitions were brainstormed for task type '{task_type}'")
             definition = pool[rng.randrange(len(pool))]
         seed = derive_seed(self.settings.seed, "item-seed", index)
-        return ItemPlan(index, task_type, language, placeholders, definition, seed, target)
+        return ItemPlan(index, task_type, language, placeholders, definition, seed, target, self.generator_for("item", index))

@@ -4,6 +4,10 @@ Each record is one line written with a single O_APPEND `os.write`, so a `kill -9
 leave one torn last line; opening a file detects that, truncates it away and warns. The cache is the
 source of truth: a resumed run replays every cached response through the same parsing code, so the
 outputs are rebuilt exactly and no request is ever sent twice.
+
+Outputs (examples, rejects, report) are never edited in place: a run spools them into scratch files
+and `publish` swaps the finished files in with os.replace only when the replay completed, so a run
+that stops early leaves the previous complete outputs untouched.
 """
 
 from __future__ import annotations
@@ -24,9 +28,14 @@ log = logging.getLogger(__name__)
 KEY_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed")
 
 
+# Defining fields added later: part of the key only when set, so existing caches keep their keys.
+OPTIONAL_KEY_FIELDS = ("response_format",)
+
+
 def request_key(payload: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of the request's defining fields (model, messages, sampling, seed)."""
     canon = {k: payload.get(k) for k in KEY_FIELDS}
+    canon.update({k: payload[k] for k in OPTIONAL_KEY_FIELDS if payload.get(k) is not None})
     blob = json.dumps(canon, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -60,8 +69,12 @@ def repair_torn_tail(path: Path) -> int:
     return removed
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object); undecodable lines are warned about with file:line and skipped."""
+def iter_store_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) of a cache/state file; a bad line is warned about as file:line.
+
+    Used for files this module wrote itself, where the only expected damage is a torn last line
+    (repaired on open); anything else is reported and counted in `skipped` of the caller.
+    """
     if not path.exists():
         return
     for lineno, obj, reason in iter_json_lines(path):
@@ -69,6 +82,8 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             log.warning("%s:%d: unreadable line skipped (%s)", path, lineno, reason)
         elif isinstance(obj, dict):
             yield lineno, obj
+        else:
+            log.warning("%s:%d: line is not a JSON object, skipped", path, lineno)
 
 
 class JsonlAppender:
@@ -100,18 +115,46 @@ class JsonlAppender:
 
 @dataclass
 class CachedResponse:
-    text: str | None
+    """A completed reply as the server sent it.
+
+    `text` is the message content in whatever JSON shape it came (a string, a list of content parts,
+    an object, or null); parsing.reply_text turns it into text or a reject reason, so a cached reply
+    of an unexpected shape can never crash a replay.
+    """
+
+    text: Any
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None = None
+    refusal: str | None = None
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "text": self.text,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "finish_reason": self.finish_reason,
         }
+        if self.refusal is not None:
+            out["refusal"] = self.refusal
+        return out
+
+    @classmethod
+    def from_dict(cls, obj: dict) -> "CachedResponse":
+        refusal = obj.get("refusal")
+        finish = obj.get("finish_reason")
+        return cls(
+            obj.get("text"), _int(obj.get("prompt_tokens")), _int(obj.get("completion_tokens")),
+            finish if isinstance(finish, str) else None, refusal if isinstance(refusal, str) else None,
+        )
+
+
+def _int(value: Any) -> int:
+    """Token counts from a cache line; anything odd counts as 0 rather than failing a replay."""
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 class RequestCache:
@@ -122,14 +165,14 @@ class RequestCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(self.path)
         self._entries: dict[str, CachedResponse] = {}
-        for _, obj in read_jsonl(self.path):
-            try:
-                self._entries[obj["key"]] = CachedResponse(
-                    obj.get("text"), int(obj.get("prompt_tokens", 0)),
-                    int(obj.get("completion_tokens", 0)), obj.get("finish_reason"),
-                )
-            except (KeyError, TypeError, ValueError):
-                log.warning("%s: malformed cache entry skipped", self.path)
+        self.skipped = 0
+        for lineno, obj in iter_store_records(self.path):
+            key = obj.get("key")
+            if not isinstance(key, str):
+                self.skipped += 1
+                log.warning("%s:%d: cache entry without a key skipped", self.path, lineno)
+                continue
+            self._entries[key] = CachedResponse.from_dict(obj)
         self._writer = JsonlAppender(self.path, fsync=fsync)
 
     def __contains__(self, key: str) -> bool:
@@ -152,3 +195,86 @@ class RequestCache:
 
     def close(self) -> None:
         self._writer.close()
+
+
+class SortedSpool:
+    """Output lines that arrive in any order, written out sorted by a key when the run completes.
+
+    Lines go to a scratch file as they come (one write each); only (key -> offset, length) stays in
+    memory, so 500k examples cost a few tens of MB. `discard` drops a line (a duplicate superseded
+    by a lower item index), which keeps the outputs independent of completion order.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._size = 0
+        self._index: dict[Any, tuple[int, int]] = {}
+
+    def add(self, key: Any, obj: dict) -> None:
+        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+        offset, done = self._size, 0
+        while done < len(data):
+            done += os.pwrite(self._fd, data[done:], offset + done)
+        self._size += len(data)
+        self._index[key] = (offset, len(data))
+
+    def discard(self, key: Any) -> None:
+        self._index.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def iter_sorted(self) -> Iterator[dict]:
+        for key in sorted(self._index):
+            offset, length = self._index[key]
+            yield json.loads(os.pread(self._fd, length, offset))
+
+    def write_sorted(self, dest: Path, *, fsync: bool = False) -> None:
+        """Write the kept lines in key order to `dest` (a temporary name; see `publish`)."""
+        with open(dest, "wb") as out:
+            for key in sorted(self._index):
+                offset, length = self._index[key]
+                out.write(os.pread(self._fd, length, offset))
+            out.flush()
+            if fsync:
+                os.fsync(out.fileno())
+
+    def close(self, *, remove: bool = True) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+
+def temp_name(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.partial")
+
+
+def publish(files: list[tuple[Path, bytes | SortedSpool]], *, fsync: bool = False) -> None:
+    """Write every output under a temporary name first, then os.replace them all into place.
+
+    The last file in `files` should be the report, so a report never describes outputs that are
+    not there yet. Nothing is replaced if writing any of the temporary files fails.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for dest, content in files:
+            tmp = temp_name(dest)
+            if isinstance(content, SortedSpool):
+                content.write_sorted(tmp, fsync=fsync)
+            else:
+                with open(tmp, "wb") as fh:
+                    fh.write(content)
+                    fh.flush()
+                    if fsync:
+                        os.fsync(fh.fileno())
+            staged.append((tmp, dest))
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, dest in staged:
+        os.replace(tmp, dest)
