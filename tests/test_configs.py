@@ -6,7 +6,7 @@ import pytest
 from hydra.errors import MissingConfigException
 
 from embedforge.paths import CONF_DIR
-from embedforge.train.config_checks import ConfigError, check_train_config
+from embedforge.train.config_checks import TrainConfigError, check_train_config
 from embedforge.train.run import train
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -49,7 +49,7 @@ def test_wrong_values_fail_at_start_naming_the_key(compose_train, override, key)
     with pytest.raises(Exception) as err:
         train(cfg)
     assert key in str(err.value)
-    assert isinstance(err.value, (ConfigError, ValueError))
+    assert isinstance(err.value, (TrainConfigError, ValueError))
 
 
 def test_unknown_group_option_is_refused_by_hydra(compose_train):
@@ -59,7 +59,7 @@ def test_unknown_group_option_is_refused_by_hydra(compose_train):
 
 def test_resume_from_missing_last_checkpoint_is_a_clear_error(compose_train, tmp_path):
     cfg = compose_train("ckpt_path=last", *TINY)
-    with pytest.raises(ConfigError, match="ckpt_path"):
+    with pytest.raises(TrainConfigError, match="ckpt_path"):
         train(cfg)
     assert not Path(cfg.paths.checkpoint_dir, "last.ckpt").exists()
 

@@ -13,6 +13,25 @@ from embedforge.train.module import EmbeddingModule
 from callbacks_for_tests import DumpFirstStep
 
 
+def token_rows(ids, mask):
+    return [tuple(row[m.bool()].tolist()) for row, m in zip(ids, mask)]
+
+
+def duplicate_mask_by_tokens(batches, labels):
+    """(Q, D) pair mask built from token ids (not the collator's text hashes): a document slot whose
+    tokens equal query i's positive, other than its own slot, is hidden from query i."""
+    slots = []
+    for batch in batches:
+        filled = iter(token_rows(batch["doc_input_ids"], batch["doc_attention_mask"]))
+        slots += [next(filled) if used else None for used in batch["doc_mask"].tolist()]
+    allowed = torch.ones(len(labels), len(slots), dtype=torch.bool)
+    for i, own in enumerate(labels.tolist()):
+        for j, slot in enumerate(slots):
+            if j != own and slot is not None and slot == slots[own]:
+                allowed[i, j] = False
+    return allowed
+
+
 def reference_loss_and_grads(module, batches, temperature):
     """Single process: all queries of both ranks against all documents of both ranks."""
     module.zero_grad()
@@ -25,8 +44,9 @@ def reference_loss_and_grads(module, batches, temperature):
         labels.append(torch.arange(q.shape[0]) + offset)
         offset += slots.shape[0]
         queries.append(q), docs.append(slots), masks.append(batch["doc_mask"])
-    loss = info_nce(torch.cat(queries), torch.cat(docs), temperature, labels=torch.cat(labels),
-                    doc_mask=torch.cat(masks))
+    labels = torch.cat(labels)
+    loss = info_nce(torch.cat(queries), torch.cat(docs), temperature, labels=labels,
+                    doc_mask=torch.cat(masks), pair_mask=duplicate_mask_by_tokens(batches, labels))
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in module.named_parameters() if p.requires_grad}
 
@@ -37,6 +57,7 @@ def run_two_processes(compose_train, tmp_path, share):
                         f"loss.share_negatives_across_devices={share}", "loss.temperature=0.05")
     torch.manual_seed(0)
     module = EmbeddingModule(cfg)
+    module.configure_model()  # built here so both workers start from the same perturbed weights
     for name, param in module.named_parameters():  # LoRA B starts at zero: perturb so all grads are non-trivial
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.05)

@@ -89,7 +89,9 @@ def test_collator_formats_queries_only_and_masks_missing_negatives(encoder):
 def test_instruction_modes():
     assert format_query("q", "Do X") == "Instruct: Do X\nQuery: q"
     assert format_query("q", "Do X", mode="none") == "q"
-    assert format_query("q", "Do X", mode="task_type", task_type="short_long") == "Instruct: short-long\nQuery: q"
+    assert format_query("q", "Do X", mode="task_type", task_type="short_long") == "query: q"
+    assert format_query("q", "Do X", mode="task_type", task_type="long_short") == "classify: q"
+    assert format_query("q", "Do X", mode="task_type", task_type="sts") == "q"
     assert format_query("q", "Do X", template="{instruction} | {query}") == "Do X | q"
     with pytest.raises(ValueError, match="data.instruction_mode"):
         format_query("q", "x", mode="bogus")

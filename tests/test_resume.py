@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from embedforge.train.checkpoint import load_encoder_from_checkpoint
+from embedforge.model.builder import load_encoder
 from embedforge.train.run import train
 
 COMMON = ["model=tiny-mistral", "pooling=last_token", "lora=r8", "data.batch_size=8", "data.max_train_examples=16",
@@ -51,7 +51,7 @@ def test_resume_from_last_continues_exactly(compose_train, tmp_path):
 def test_checkpoint_rebuilds_the_trained_encoder(compose_train, tmp_path):
     run(compose_train, tmp_path, "ckpt", 1)
     path = tmp_path / "runs" / "ckpt" / "run" / "checkpoints" / "last.ckpt"
-    encoder = load_encoder_from_checkpoint(path)
+    encoder = load_encoder(path)
     stored = torch.load(path, weights_only=False)["state_dict"]
     for name, param in encoder.named_parameters():
         if param.requires_grad:

@@ -14,32 +14,41 @@ log = logging.getLogger("embedforge.evaluate")
 
 
 def load_encoder(cfg: DictConfig):
-    """The encoder to evaluate: `checkpoint` (encoder folder or Lightning .ckpt) or model/lora/pooling."""
-    from embedforge.model.builder import build_encoder
-    from embedforge.model.encoder import ENCODER_FILE, Encoder
+    """The encoder to evaluate (`checkpoint`, or model/lora/pooling), on `device`."""
+    from embedforge.model.builder import encoder_from_config
 
     ckpt = cfg.get("checkpoint")
-    if not ckpt:
-        return build_encoder(cfg.model, cfg.get("lora"), cfg.get("pooling"))
-    path = Path(hydra.utils.to_absolute_path(str(ckpt)))
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint: {path} does not exist")
-    if path.suffix == ".ckpt":
-        from embedforge.train.checkpoint import load_encoder_from_checkpoint  # lazy: pulls in Lightning
-
-        return load_encoder_from_checkpoint(path)
-    if (path / ENCODER_FILE).is_file():  # an encoder folder carries its own pooling and LoRA settings
-        return Encoder.load(path, dtype=cfg.model.get("torch_dtype", "auto"))
-    if path.is_dir():  # a plain Hugging Face model folder: pooling and LoRA come from the config
-        return build_encoder({**OmegaConf.to_container(cfg.model, resolve=True), "pretrained": str(path)},
-                             cfg.get("lora"), cfg.get("pooling"))
-    raise ValueError(f"checkpoint: {path} is neither an encoder folder nor a .ckpt file")
+    encoder = encoder_from_config(cfg, hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
+    return encoder.to(resolve_device(cfg.get("device", "auto")))
 
 
-def instruction_policy(cfg: DictConfig):
+def resolve_device(name: str | None):
+    """`device`: auto (the GPU when there is one), cpu, cuda, cuda:N. On a GPU `encode` runs in bf16 autocast."""
+    import torch
+
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(str(name))
+    except RuntimeError as exc:
+        raise ValueError(f"device: unknown device {name!r} ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r} asked for, but torch sees no CUDA GPU (use device=cpu or auto)")
+    return device
+
+
+def instruction_policy(cfg: DictConfig, trained_with: dict | None = None):
+    """The evaluation's instruction policy. `instructions.mode` and `.template` left null follow the
+    encoder: what it was trained with (recorded in its folder), else the paper's instruction format."""
+    from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE
     from embedforge.eval.instructions import InstructionPolicy
 
     instructions = OmegaConf.to_container(cfg.instructions, resolve=True)
+    trained_with = trained_with or {}
+    if instructions.get("mode") is None:
+        instructions["mode"] = trained_with.get("instruction_mode") or "instruction"
+    if instructions.get("template") is None:
+        instructions["template"] = trained_with.get("query_template") or DEFAULT_QUERY_TEMPLATE
     override = cfg.eval.get("normalize_by_type")
     override = OmegaConf.to_container(override, resolve=True) if override is not None else {}
     instructions["normalize_by_type"] = {**(instructions.get("normalize_by_type") or {}), **override}
@@ -51,12 +60,18 @@ def run(cfg: DictConfig) -> Path:
     mode = cfg.eval.get("mode", "mteb")
     if mode not in ("mteb", "passkey"):
         raise ValueError(f"eval.mode: unknown mode {mode!r} (expected mteb or passkey)")
-    policy = instruction_policy(cfg)  # config errors before the (slow) model load
+    instruction_policy(cfg)  # config errors before the (slow) model load
+    truncate_dim = cfg.eval.get("truncate_dim")
+    if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim <= 0):
+        raise ValueError(f"eval.truncate_dim: must be a positive integer or null, got {truncate_dim!r}")
     if cfg.get("torch_threads"):
         import torch
 
         torch.set_num_threads(int(cfg.torch_threads))
     encoder = load_encoder(cfg)
+    policy = instruction_policy(cfg, encoder.trained_with)
+    if encoder.trained_with.get("instruction_mode"):
+        log.info("instructions: mode=%s (encoder trained with %s)", policy.mode, encoder.trained_with["instruction_mode"])
     if cfg.get("seed") is not None:
         import torch
 
@@ -65,7 +80,7 @@ def run(cfg: DictConfig) -> Path:
         from embedforge.eval.passkey import run_passkey
 
         return run_passkey(encoder, cfg.eval, out_dir=Path(hydra.utils.to_absolute_path(cfg.output_dir)),
-                           template=cfg.instructions.template, mode=cfg.instructions.mode)
+                           template=policy.template, mode=policy.mode)
     from embedforge.eval.results import write_summary
     from embedforge.eval.runner import resolve_tasks, run_tasks
 
@@ -73,7 +88,7 @@ def run(cfg: DictConfig) -> Path:
     tasks = resolve_tasks(list(cfg.eval.tasks) if cfg.eval.get("tasks") else None, benchmark=cfg.eval.get("benchmark"),
                           data_dir=hydra.utils.to_absolute_path(data_dir) if data_dir else None)
     out = run_tasks(encoder, tasks, policy=policy, out_dir=hydra.utils.to_absolute_path(cfg.output_dir),
-                    batch_size=int(cfg.eval.batch_size), max_length=int(cfg.eval.max_length))
+                    batch_size=int(cfg.eval.batch_size), max_length=int(cfg.eval.max_length), truncate_dim=truncate_dim)
     summary = write_summary(out.out_dir, out.results, out.tasks, extra={"seconds": round(out.seconds, 1)})
     print((out.out_dir / "summary.md").read_text(encoding="utf-8"))
     log.info("evaluated %d tasks in %.0f s", len(tasks), out.seconds)

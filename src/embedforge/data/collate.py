@@ -12,6 +12,7 @@ import torch
 
 from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE, format_query
 from embedforge.data.schema import Example
+from embedforge.losses.duplicates import EMPTY_SLOT, text_hash
 from embedforge.model.tokenize import tokenize
 
 
@@ -51,4 +52,6 @@ class ContrastiveCollator:
             "doc_input_ids": d["input_ids"],  # only the filled slots are encoded
             "doc_attention_mask": d["attention_mask"],
             "doc_mask": doc_mask,  # (B * (1 + n),) which slots hold a real document
+            # Text hashes, so a slot repeating a query's positive is not used as its negative.
+            "doc_hash": torch.tensor([EMPTY_SLOT if s is None else text_hash(s) for s in slots], dtype=torch.long),
         }

@@ -8,8 +8,45 @@ from __future__ import annotations
 
 DEFAULT_QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {query}"
 
-# Instruction modes for ablations: the paper's instruction, none at all, or only the task type.
+# Instruction modes for ablations: the paper's instruction, none at all, or only a task-type prefix.
 INSTRUCTION_MODES = ("instruction", "none", "task_type")
+
+# The task-type prefix ablation (paper, Appendix A): "classify: " for classification-like inputs,
+# "query: " for the other asymmetric tasks, nothing for symmetric ones. Keys are our training task
+# types and MTEB's task types, so training and evaluation use the same prefixes.
+CLASSIFY, QUERY, NO_PREFIX = "classify: ", "query: ", ""
+TASK_TYPE_PREFIXES = {
+    # training records (data/schema.py TASK_TYPES): the four matching subgroups are asymmetric
+    "long_short": CLASSIFY,
+    "short_long": QUERY,
+    "short_short": QUERY,
+    "long_long": QUERY,
+    "sts": NO_PREFIX,
+    "bitext": NO_PREFIX,
+    # MTEB task types. Clustering is topic classification of single texts: it takes the classify prefix.
+    "Classification": CLASSIFY,
+    "MultilabelClassification": CLASSIFY,
+    "Clustering": CLASSIFY,
+    "Retrieval": QUERY,
+    "Reranking": QUERY,
+    "InstructionRetrieval": QUERY,
+    "InstructionReranking": QUERY,
+    "STS": NO_PREFIX,
+    "BitextMining": NO_PREFIX,
+    "PairClassification": NO_PREFIX,
+    "Summarization": NO_PREFIX,
+}
+
+
+def task_type_prefix(task_type: str | None) -> str:
+    if not task_type:
+        raise ValueError("instruction mode 'task_type' needs the record's task_type")
+    if task_type in TASK_TYPE_PREFIXES:
+        return TASK_TYPE_PREFIXES[task_type]
+    if "Retrieval" in task_type or "Reranking" in task_type:  # mteb's Any2AnyRetrieval and the like
+        return QUERY
+    raise ValueError(f"instruction mode 'task_type': no prefix known for task type {task_type!r} "
+                     f"(known: {', '.join(TASK_TYPE_PREFIXES)})")
 
 
 def format_query(query: str, instruction: str, template: str = DEFAULT_QUERY_TEMPLATE, mode: str = "instruction",
@@ -18,15 +55,13 @@ def format_query(query: str, instruction: str, template: str = DEFAULT_QUERY_TEM
 
     mode="instruction": the template with the task instruction (empty instruction -> bare query).
     mode="none": the bare query (the no-instruction ablation).
-    mode="task_type": the template with the task type name in place of the instruction.
+    mode="task_type": the paper's task-type prefix ("classify: ", "query: " or none) before the query.
     """
     if mode == "none":
         return query
     if mode == "task_type":
-        if not task_type:
-            raise ValueError("instruction mode 'task_type' needs the record's task_type")
-        instruction = task_type.replace("_", "-")
-    elif mode != "instruction":
+        return task_type_prefix(task_type) + query
+    if mode != "instruction":
         raise ValueError(f"data.instruction_mode: unknown mode '{mode}' (expected one of: {', '.join(INSTRUCTION_MODES)})")
     if not instruction.strip():
         return query

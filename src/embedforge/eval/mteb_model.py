@@ -47,18 +47,21 @@ class EmbedforgeMTEBModel(AbsEncoder):
     """
 
     def __init__(self, encoder, policy: InstructionPolicy | None = None, *, max_length: int | None = None,
-                 batch_size: int = 32, name: str | None = None, revision: str | None = None, record: bool = False):
+                 batch_size: int = 32, name: str | None = None, revision: str | None = None, record: bool = False,
+                 truncate_dim: int | None = None):
         from mteb.models.model_meta import ModelMeta, ScoringFunction
 
         self.model = encoder
         self.policy = policy or InstructionPolicy()
         self.max_length = min(max_length or encoder.max_length, encoder.max_length)
         self.batch_size = batch_size
+        self.truncate_dim = truncate_dim
         self.seen: list[tuple[str, Any, str]] | None = [] if record else None
         self.mteb_model_meta = ModelMeta.create_empty(overwrites={
             "name": name or f"embedforge/{model_slug(encoder)}",
             "revision": revision or encoder_fingerprint(encoder),
             "max_tokens": self.max_length,
+            "embed_dim": truncate_dim or encoder.embedding_dim,
             "similarity_fn_name": ScoringFunction.COSINE,
             "use_instructions": self.policy.mode != "none",
             "framework": ["PyTorch"],
@@ -73,4 +76,5 @@ class EmbedforgeMTEBModel(AbsEncoder):
             raise ValueError(f"{task_metadata.name} ({hf_split}/{hf_subset}): nothing to encode (empty input)")
         # Encoder.encode sorts by length, so one call over the whole list pads least.
         return self.model.encode(texts, batch_size=int(kwargs.get("batch_size") or self.batch_size),
-                                 max_length=self.max_length, normalize=self.policy.normalize(task_metadata))
+                                 max_length=self.max_length, normalize=self.policy.normalize(task_metadata),
+                                 dim=self.truncate_dim)

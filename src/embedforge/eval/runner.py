@@ -100,8 +100,9 @@ def _check_downloadable(tasks: list) -> None:
             "Put them under eval.data_dir in the local format, or run with the hub reachable.")
 
 
-def settings_key(policy: InstructionPolicy, max_length: int) -> str:
-    return hashlib.sha256(json.dumps([vars(policy), max_length], sort_keys=True).encode()).hexdigest()[:8]
+def settings_key(policy: InstructionPolicy, max_length: int, truncate_dim: int | None = None) -> str:
+    key = [vars(policy), max_length] + ([truncate_dim] if truncate_dim else [])  # old keys stay valid
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -113,7 +114,8 @@ class RunOutput:
 
 
 def run_tasks(encoder, tasks: list, *, policy: InstructionPolicy, out_dir: str | Path | None = None,
-              batch_size: int = 32, max_length: int = 512, model: EmbedforgeMTEBModel | None = None) -> RunOutput:
+              batch_size: int = 32, max_length: int = 512, model: EmbedforgeMTEBModel | None = None,
+              truncate_dim: int | None = None) -> RunOutput:
     """Evaluate `encoder` on `tasks` with mteb's evaluators; write one mteb results JSON per task.
 
     Output: `<out_dir>/<model>/<weights fingerprint>-<settings key>/<Task>.json` (mteb's format).
@@ -122,13 +124,15 @@ def run_tasks(encoder, tasks: list, *, policy: InstructionPolicy, out_dir: str |
 
     _check_downloadable(tasks)
     if model is None:
-        revision = f"{encoder_fingerprint(encoder)}-{settings_key(policy, max_length)}"
-        model = EmbedforgeMTEBModel(encoder, policy, max_length=max_length, batch_size=batch_size, revision=revision)
+        revision = f"{encoder_fingerprint(encoder)}-{settings_key(policy, max_length, truncate_dim)}"
+        model = EmbedforgeMTEBModel(encoder, policy, max_length=max_length, batch_size=batch_size, revision=revision,
+                                    truncate_dim=truncate_dim)
     folder = None
     if out_dir is not None:
         folder = Path(out_dir) / model_slug(encoder) / model.mteb_model_meta.revision
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"encoder": encoder.describe(), "instructions": vars(policy), "max_length": model.max_length,
+                "truncate_dim": model.truncate_dim,
                 "batch_size": batch_size, "mteb_version": mteb.__version__}
         (folder / "model_meta.json").write_text(json.dumps(meta, indent=2, default=str))
     start, results = time.perf_counter(), []

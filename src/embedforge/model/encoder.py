@@ -1,7 +1,8 @@
 """The embedding model: backbone + optional LoRA + pooling + L2 normalisation, and `encode()`.
 
 Training and evaluation share this class, so pooling, truncation, the appended EOS and
-normalisation are identical in both.
+normalisation are identical in both. It is built only by `embedforge.model.builder`; an encoder
+folder (`save`) records everything needed to rebuild and use it (`describe`).
 """
 
 from __future__ import annotations
@@ -15,49 +16,65 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embedforge.model.lora import LoraSettings, apply_lora
-from embedforge.model.loading import load_backbone
+from embedforge.model.lora import LoraSettings
 from embedforge.model.pooling import Pooling
 from embedforge.model.tokenize import ensure_pad_token, pad, token_ids, tokenize
 
 ENCODER_FILE = "embedforge_encoder.json"
 ADAPTER_DIR = "adapter"
+FORMAT_VERSION = 2
 
 
 class Encoder(nn.Module):
     def __init__(self, backbone: nn.Module, tokenizer, pooling: str = "last_token", normalize: bool = True,
-                 max_length: int = 512, pretrained: str = "", lora: LoraSettings | None = None):
+                 max_length: int = 512, pretrained: str = "", lora: LoraSettings | None = None,
+                 base_encoder: str | None = None, trained_with: dict | None = None):
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.pooling = Pooling(pooling)
         self.normalize = normalize
         self.max_length = max_length
-        self.pretrained = pretrained
+        self.pretrained = pretrained  # the base model's name (hub id, folder, embedded:/tiny: name)
         self.lora = lora
+        # An earlier stage whose merged weights are this encoder's base (None: `pretrained` itself).
+        self.base_encoder = base_encoder
+        # How training formatted inputs (instruction_mode, query_template) and its run ids.
+        self.trained_with = dict(trained_with or {})
         ensure_pad_token(tokenizer)
 
-    # ----------------------------------------------------------------- construction
+    # ----------------------------------------------------------------- construction (see model/builder.py)
     @classmethod
     def from_pretrained(cls, pretrained: str, *, pooling: str = "last_token", normalize: bool = True,
                         max_length: int = 512, lora: LoraSettings | None = None, dtype="auto",
                         attn_implementation: str | None = "sdpa", gradient_checkpointing: bool = False) -> "Encoder":
-        """Load a backbone by name (hub id, folder, `embedded:`/`tiny:` name) or an exported encoder folder."""
+        """A base model by name (hub id, folder, `embedded:`/`tiny:` name), or an encoder folder."""
+        from embedforge.model.builder import EncoderSettings, build_encoder, load_encoder
+
         if (Path(pretrained) / ENCODER_FILE).is_file():
-            return cls.load(pretrained, dtype=dtype)
-        backbone, tokenizer = load_backbone(pretrained, dtype=dtype, attn_implementation=attn_implementation)
-        if gradient_checkpointing:
-            _enable_checkpointing(backbone)
-            backbone.config.use_cache = False
-        if lora is not None:
-            backbone = apply_lora(backbone, lora)
-        return cls(backbone, tokenizer, pooling=pooling, normalize=normalize, max_length=max_length,
-                   pretrained=pretrained, lora=lora)
+            return load_encoder(pretrained, dtype=dtype)
+        return build_encoder(EncoderSettings(
+            pretrained=pretrained, pooling=pooling, normalize=normalize, max_length=max_length, lora=lora,
+            dtype=dtype, attn_implementation=attn_implementation, gradient_checkpointing=gradient_checkpointing))
+
+    @classmethod
+    def load(cls, folder: str | Path, dtype="auto") -> "Encoder":
+        from embedforge.model.builder import load_encoder
+
+        return load_encoder(folder, dtype=dtype)
 
     # ----------------------------------------------------------------- forward
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    @property
+    def embedding_dim(self) -> int:
+        config = self.backbone.config
+        return int(getattr(config, "hidden_size", None) or config.get_text_config().hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+        """Pooled embeddings; `dim` keeps the first dimensions (Matryoshka) before normalising."""
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
         pooled = self.pooling(out.last_hidden_state, attention_mask)
+        if dim is not None:
+            pooled = pooled[..., :dim]
         if self.normalize:
             pooled = F.normalize(pooled.float(), p=2, dim=-1)
         return pooled
@@ -71,11 +88,14 @@ class Encoder(nn.Module):
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, max_length: int | None = None,
-               normalize: bool | None = None, show_progress: bool = False) -> np.ndarray:
-        """Embed already-formatted texts; batches are sorted by length to cut padding."""
+               normalize: bool | None = None, show_progress: bool = False, dim: int | None = None) -> np.ndarray:
+        """Embed already-formatted texts; batches are sorted by length to cut padding.
+        `dim` truncates embeddings to their first `dim` dimensions (then normalises, if on)."""
         texts = list(texts)
         if not texts:
             raise ValueError("encode() got no texts")
+        if dim is not None and not 0 < dim <= self.embedding_dim:
+            raise ValueError(f"truncate_dim must be in 1..{self.embedding_dim} (the embedding size), got {dim}")
         was_training, keep_norm = self.training, self.normalize
         self.eval()
         if normalize is not None:
@@ -96,7 +116,7 @@ class Encoder(nn.Module):
                 batch = pad(self.tokenizer, [ids[i] for i in order[start:start + batch_size]])
                 features = {k: v.to(device) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    out.append(self(features["input_ids"], features["attention_mask"]).float().cpu())
+                    out.append(self(features["input_ids"], features["attention_mask"], dim=dim).float().cpu())
         finally:
             self.normalize = keep_norm
             self.train(was_training)
@@ -107,11 +127,14 @@ class Encoder(nn.Module):
 
     # ----------------------------------------------------------------- persistence
     def describe(self) -> dict:
-        return {"pretrained": self.pretrained, "pooling": self.pooling.mode, "normalize": self.normalize,
-                "max_length": self.max_length, "lora": None if self.lora is None else vars(self.lora)}
+        """Everything needed to rebuild and use this encoder (written to its folder as ENCODER_FILE)."""
+        return {"format_version": FORMAT_VERSION, "pretrained": self.pretrained, "base_encoder": self.base_encoder,
+                "lora": None if self.lora is None else vars(self.lora), "pooling": self.pooling.mode,
+                "normalize": self.normalize, "max_length": self.max_length, "embedding_dim": self.embedding_dim,
+                "trained_with": self.trained_with}
 
     def save(self, folder: str | Path) -> Path:
-        """Save an encoder folder: the LoRA adapter (or full weights), tokenizer and our settings."""
+        """Save an encoder folder: the LoRA adapter (or the full weights), tokenizer and `describe()`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if self.lora is not None:
@@ -122,24 +145,6 @@ class Encoder(nn.Module):
         (folder / ENCODER_FILE).write_text(json.dumps(self.describe(), indent=2))
         return folder
 
-    @classmethod
-    def load(cls, folder: str | Path, dtype="auto") -> "Encoder":
-        folder = Path(folder)
-        meta = json.loads((folder / ENCODER_FILE).read_text())
-        lora = LoraSettings(**meta["lora"]) if meta.get("lora") else None
-        if lora is None:
-            backbone, tokenizer = load_backbone(str(folder), dtype=dtype)
-        else:
-            from peft import PeftModel
-
-            backbone, _ = load_backbone(meta["pretrained"], dtype=dtype)
-            backbone = PeftModel.from_pretrained(backbone, folder / ADAPTER_DIR)
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-        return cls(backbone, tokenizer, pooling=meta["pooling"], normalize=meta["normalize"],
-                   max_length=meta["max_length"], pretrained=meta["pretrained"], lora=lora)
-
     def merged(self) -> "Encoder":
         """A copy with LoRA folded into the base weights (for export and for faster inference)."""
         if self.lora is None:
@@ -148,13 +153,18 @@ class Encoder(nn.Module):
 
         backbone = copy.deepcopy(self.backbone).merge_and_unload()
         return Encoder(backbone, self.tokenizer, pooling=self.pooling.mode, normalize=self.normalize,
-                       max_length=self.max_length, pretrained=self.pretrained, lora=None)
+                       max_length=self.max_length, pretrained=self.pretrained, lora=None,
+                       base_encoder=self.base_encoder, trained_with=self.trained_with)
 
 
-def _enable_checkpointing(backbone: nn.Module) -> None:
-    # transformers 5 renamed gradient_checkpointing_enable -> activation_checkpointing_enable.
-    # Non-reentrant checkpointing works with frozen embeddings under LoRA.
+def enable_activation_checkpointing(backbone: nn.Module) -> None:
+    # transformers 5 names it activation_checkpointing_enable (gradient_checkpointing_enable is a
+    # deprecated alias, removed in v6); older releases only have the latter. Non-reentrant
+    # checkpointing, because with LoRA the frozen embeddings' outputs do not require grad, and the
+    # reentrant variant would then drop the gradients of every checkpointed layer.
+    kwargs = {"use_reentrant": False}
     if hasattr(backbone, "activation_checkpointing_enable"):
-        backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
-        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    backbone.config.use_cache = False

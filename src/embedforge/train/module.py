@@ -7,36 +7,57 @@ import random
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from embedforge.losses.infonce import info_nce, ranking_accuracy
-from embedforge.model.builder import build_encoder
+from embedforge.losses import build_loss
+from embedforge.losses.duplicates import duplicate_pair_mask
+from embedforge.losses.infonce import ranking_accuracy
+from embedforge.model.builder import (build_encoder, check_trainable_keys, settings_from_config,
+                                      training_record)
 from embedforge.model.encoder import Encoder
 from embedforge.train.metrics import retrieval_metrics
-from embedforge.train.optim import adamw, linear_warmup_decay
 
 
 class EmbeddingModule(pl.LightningModule):
     """Contrastive fine-tuning of an Encoder.
 
-    Hyperparameters are the resolved Hydra config (model, lora, pooling, loss, optim), saved in
-    every checkpoint so `load_encoder_from_checkpoint` can rebuild the encoder.
+    Hyperparameters are the resolved Hydra config (model, lora, pooling, loss, optim) and the run's
+    lineage, saved in every checkpoint so `embedforge.model.builder.load_encoder` can rebuild the
+    encoder. The backbone is built in `configure_model`, so sharded strategies can build it sharded
+    and the data is read and checked before any weights load.
     """
 
-    def __init__(self, cfg: DictConfig | dict, encoder: Encoder | None = None):
+    def __init__(self, cfg: DictConfig | dict, encoder: Encoder | None = None, *, run_id: str | None = None,
+                 parent_run_id: str | None = None):
         super().__init__()
         cfg = OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg
+        self.trained_with = training_record(cfg, run_id=run_id, parent_run_id=parent_run_id)
         # Kept in checkpoints only; run.py logs the redacted config to the experiment logger itself.
-        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)}, logger=False)
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True), "trained_with": self.trained_with},
+                                  logger=False)
         self.cfg = cfg
-        self.encoder = encoder or build_encoder(cfg.model, cfg.lora, cfg.pooling)
-        # HF loads models in eval mode; training needs LoRA dropout active (Lightning keeps modes).
-        self.encoder.train()
-        self.temperature = float(cfg.loss.temperature)
+        self.encoder = encoder
+        self.loss_fn = build_loss(cfg.loss)
         self.share_negatives = bool(cfg.loss.get("share_negatives_across_devices", True))
-        # Checkpoints hold only trainable weights (LoRA); the frozen backbone is reloaded by name.
+        self.mask_duplicates = bool(cfg.loss.get("mask_duplicate_positives", True))
+        # Checkpoints hold only trainable weights (LoRA); on_load_checkpoint checks that every one is there.
         self.strict_loading = False
         self._val_outputs: list[dict] = []
+
+    def encoder_settings(self):
+        settings = settings_from_config(self.cfg.model, self.cfg.lora, self.cfg.pooling, for_training=True)
+        settings.trained_with = self.trained_with
+        return settings
+
+    def configure_model(self) -> None:
+        if self.encoder is None:
+            self.encoder = build_encoder(self.encoder_settings())
+        self.encoder.trained_with = dict(self.trained_with)
+        # HF loads models in eval mode; training needs LoRA dropout active (Lightning keeps modes).
+        self.encoder.train()
+        if hasattr(self.loss_fn, "check_dim"):
+            self.loss_fn.check_dim(self.encoder.embedding_dim)
 
     # ------------------------------------------------------------------ steps
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -50,20 +71,33 @@ class EmbeddingModule(pl.LightningModule):
         gathered = self.all_gather(tensor, sync_grads=tensor.requires_grad)
         return gathered.reshape(-1, *tensor.shape[1:])
 
-    def contrastive_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query embeddings (B, H) and document-slot embeddings (B * (1 + n), H); empty slots are zero."""
         queries = self.embed(batch["query_input_ids"], batch["query_attention_mask"])
         filled = self.embed(batch["doc_input_ids"], batch["doc_attention_mask"])
         doc_mask = batch["doc_mask"]
-        # Scatter encoded documents into their slots; empty slots stay zero and are masked.
         docs = filled.new_zeros(doc_mask.shape[0], filled.shape[-1])
         docs = docs.index_put((doc_mask.nonzero(as_tuple=True)[0],), filled)
+        return queries, docs
+
+    def loss_from_embeddings(self, queries: torch.Tensor, docs: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The configured loss of local queries against every rank's document slots."""
+        doc_mask = batch["doc_mask"]
         all_docs, all_mask = self._gather(docs), self._gather(doc_mask)
         rank = self.global_rank if all_docs.shape[0] != docs.shape[0] else 0
         labels = torch.arange(queries.shape[0], device=queries.device) + rank * docs.shape[0]
-        loss = info_nce(queries, all_docs, self.temperature, labels=labels, doc_mask=all_mask)
+        pair_mask = None
+        if self.mask_duplicates and "doc_hash" in batch:
+            all_hashes = self._gather(batch["doc_hash"])
+            pair_mask = duplicate_pair_mask(batch["doc_hash"][: queries.shape[0]], all_hashes, labels)
+        loss = self.loss_fn(queries, all_docs, labels=labels, doc_mask=all_mask, pair_mask=pair_mask)
         with torch.no_grad():
-            acc = ranking_accuracy(queries, all_docs, labels=labels, doc_mask=all_mask)
+            acc = ranking_accuracy(queries, all_docs, labels=labels, doc_mask=all_mask, pair_mask=pair_mask)
         return loss, acc
+
+    def contrastive_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        queries, docs = self.embed_batch(batch)
+        return self.loss_from_embeddings(queries, docs, batch)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, acc = self.contrastive_step(batch)
@@ -101,11 +135,9 @@ class EmbeddingModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
-        optim = self.cfg.optim
-        optimizer = adamw(self.parameters(), lr=float(optim.lr), weight_decay=float(optim.weight_decay),
-                          betas=tuple(optim.get("betas", (0.9, 0.999))))
-        total = self.trainer.estimated_stepping_batches
-        scheduler = linear_warmup_decay(optimizer, int(optim.warmup_steps), int(total))
+        """`optim.optimizer` and `optim.scheduler` are partial targets (conf/optim/*.yaml)."""
+        optimizer = instantiate(self.cfg.optim.optimizer)(self.parameters())
+        scheduler = instantiate(self.cfg.optim.scheduler)(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ checkpoints
@@ -116,12 +148,16 @@ class EmbeddingModule(pl.LightningModule):
         checkpoint["rng_states"] = capture_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Called before Lightning loads the weights (non-strictly): every trainable tensor must be there.
+        expected = {name for name, p in self.named_parameters() if p.requires_grad}
+        check_trainable_keys(expected, set(checkpoint["state_dict"]), "ckpt_path")
         if "rng_states" in checkpoint:
             restore_rng_states(checkpoint["rng_states"])
 
 
 def capture_rng_states() -> dict:
-    # Plain tensors and tuples only, so checkpoints stay loadable with torch.load(weights_only=True).
+    # Plain tensors, ints and tuples only: torch.load(weights_only=True) can read our checkpoints
+    # (builder.load_encoder does), where a numpy array would need an unsafe unpickler.
     name, keys, pos, has_gauss, cached = np.random.get_state()
     states = {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
               "torch": torch.get_rng_state()}

@@ -15,13 +15,52 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from embedforge.model.builder import load_tokenizer, settings_from_config
+from embedforge.model.encoder import ENCODER_FILE
 from embedforge.paths import REPO_ROOT
-from embedforge.train.config_checks import ConfigError, check_train_config
+from embedforge.train.config_checks import TrainConfigError, check_train_config
 from embedforge.train.datamodule import EmbeddingDataModule
 from embedforge.train.loggers import build_logger, redact
 from embedforge.train.module import EmbeddingModule
 
 log = logging.getLogger(__name__)
+
+
+RUN_PREFIX = "run:"
+
+
+def resolve_init_from(cfg: DictConfig) -> str | None:
+    """`model.init_from`: an encoder folder, a .ckpt, or `run:<run_name>` = the newest encoder folder of
+    that run name (so a two-stage chain is two commands with no paths to copy)."""
+    value = cfg.model.get("init_from")
+    if value in (None, "", "null"):
+        return None
+    value = str(value)
+    if value.startswith(RUN_PREFIX):
+        name = value[len(RUN_PREFIX):]
+        pattern = Path(cfg.paths.output_root) / name / "*" / "encoder" / ENCODER_FILE
+        found = sorted(glob.glob(str(pattern)), key=lambda p: Path(p).stat().st_mtime)
+        if not found:
+            raise TrainConfigError(f"config key 'model.init_from': {value!r} found no encoder matching {pattern} "
+                                   f"(run the stage with run_name={name} first)")
+        return str(Path(found[-1]).parent)
+    path = Path(value)
+    if not (path.suffix == ".ckpt" and path.is_file()) and not (path / ENCODER_FILE).is_file():
+        raise TrainConfigError(f"config key 'model.init_from': {value} is neither an encoder folder "
+                               f"(with {ENCODER_FILE}) nor a .ckpt file")
+    return str(path.resolve())
+
+
+def parent_run_id(init_from: str | None) -> str | None:
+    """The run id an earlier stage recorded in its encoder folder or checkpoint (read without loading weights)."""
+    if not init_from:
+        return None
+    path = Path(init_from)
+    if path.suffix == ".ckpt":
+        hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+        return (hparams.get("trained_with") or {}).get("run_id")
+    meta = json.loads((path / ENCODER_FILE).read_text())
+    return (meta.get("trained_with") or {}).get("run_id")
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -32,10 +71,10 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         pattern = Path(cfg.paths.output_root) / cfg.run_name / "*" / "checkpoints" / "last.ckpt"
         found = sorted(glob.glob(str(pattern)), key=lambda p: Path(p).stat().st_mtime)
         if not found:
-            raise ConfigError(f"config key 'ckpt_path': 'last' found no checkpoint matching {pattern}")
+            raise TrainConfigError(f"config key 'ckpt_path': 'last' found no checkpoint matching {pattern}")
         return found[-1]
     if not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"config key 'ckpt_path': no checkpoint at {cfg.ckpt_path}")
+        raise TrainConfigError(f"config key 'ckpt_path': no checkpoint at {cfg.ckpt_path}")
     return str(cfg.ckpt_path)
 
 
@@ -57,17 +96,36 @@ def format_metrics(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
+def _run_id(cfg: DictConfig) -> str:
+    """<run_name>/<run folder name>: unique per run, and the folder it names holds the run record."""
+    return f"{cfg.run_name}/{Path(cfg.paths.output_dir).name}"
+
+
+def _spawns_workers(trainer: pl.Trainer) -> bool:
+    launcher = getattr(trainer.strategy, "launcher", None)
+    return type(launcher).__name__ == "_MultiProcessingLauncher"
+
+
 def train(cfg: DictConfig) -> dict:
     check_train_config(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
+    init_from = resolve_init_from(cfg)
+    if init_from:
+        cfg.model.init_from = init_from  # resolved once: checkpoints and records name the real folder
     pl.seed_everything(int(cfg.seed), workers=True)
     started = time.perf_counter()
 
-    module = EmbeddingModule(cfg)
-    datamodule = EmbeddingDataModule(cfg.data, module.encoder.tokenizer, seed=int(cfg.seed))
+    # Data first (tokenizer only): a bad record fails in seconds, before any weights load.
+    tokenizer = load_tokenizer(settings_from_config(cfg.model, cfg.lora, cfg.pooling))
+    datamodule = EmbeddingDataModule(cfg.data, tokenizer, seed=int(cfg.seed))
+    datamodule.setup("fit")
+    run_id, parent = _run_id(cfg), parent_run_id(init_from)
+    module = EmbeddingModule(cfg, run_id=run_id, parent_run_id=parent)
     logger = build_logger(cfg.get("logger"))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks)
+    if _spawns_workers(trainer):
+        module.configure_model()  # spawned workers get a copy; the main process must hold the weights too
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     if logger is not None:
         logger.log_hyperparams(resolved)
@@ -80,6 +138,8 @@ def train(cfg: DictConfig) -> dict:
 
     record = {
         "run_name": cfg.run_name,
+        "run_id": run_id,
+        "parent_run": {"run_id": parent, "encoder": init_from, "init_mode": cfg.model.init_mode} if init_from else None,
         "val_before": before,
         "val_after": after,
         "global_step": trainer.global_step,
