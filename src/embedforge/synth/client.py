@@ -110,6 +110,11 @@ class ChatClient:
         self._sem = asyncio.Semaphore(settings.concurrency)
         self._limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
 
+    @property
+    def sdk(self) -> openai.AsyncOpenAI:
+        """The underlying SDK client (the Batch API mode uses its files and batches resources)."""
+        return self._client
+
     def backoff(self, attempt: int) -> float:
         base = self.settings.backoff_base_s * (2**attempt)
         return min(self.settings.backoff_max_s, base) * (0.5 + random.random() / 2)

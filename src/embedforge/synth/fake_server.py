@@ -4,6 +4,15 @@ POST /v1/chat/completions answers with deterministic JSON for whichever prompt k
 `[kind: step/task_type]` marker names; GET /stats reports what was served, per request key
 (embedforge.synth.store.request_key of the body, i.e. the client's cache key).
 
+The Batch API is there too: POST /v1/files (multipart upload), GET /v1/files/{id}/content,
+POST /v1/batches, GET /v1/batches/{id}, GET /v1/batches (list), POST /v1/batches/{id}/cancel.
+A batch runs `batch_latency_s` after creation, answering each line as the chat endpoint would
+(transient faults become error lines); /stats counts batches created and, per request key, how many
+batches it was submitted in.
+
+`content_shape` sends valid replies in another shape (a list of content parts, a parsed JSON object,
+null with a refusal) to test clients against servers that do so.
+
 Faults: `schedule[n]` forces the fault of the n-th request received (None = normal). Otherwise
 transient faults (429, 500, stall) are drawn per (key, attempt), so retries can succeed, and
 content faults (invalid_json, truncated, wrong_keys, constant) per key only, so the same prompt
@@ -44,6 +53,8 @@ class FaultConfig:
     seed: int = 0
     api_key: str | None = None  # if set, other keys get 401
     brainstorm_vocab: int = 100000  # distinct task subjects: smaller = more duplicate definitions
+    batch_latency_s: float = 0.5  # Batch API: seconds from creation to completion
+    content_shape: str = "string"  # string | parts | object | refusal: how valid content is sent
 
     def __post_init__(self) -> None:
         for name in self.rates:
@@ -102,6 +113,22 @@ def bad_content(fault: str, good: str, kind: tuple[str, str] | None) -> str:
     return good
 
 
+def shaped_message(content: str, shape: str) -> dict:
+    """The assistant message carrying `content` in the given shape (see FaultConfig.content_shape)."""
+    if shape == "parts":
+        half = len(content) // 2
+        return {"role": "assistant", "content": [{"type": "text", "text": content[:half]},
+                                                  {"type": "text", "text": content[half:]}]}
+    if shape == "object":
+        try:
+            return {"role": "assistant", "content": json.loads(content)}
+        except json.JSONDecodeError:
+            return {"role": "assistant", "content": content}
+    if shape == "refusal":
+        return {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    return {"role": "assistant", "content": content}
+
+
 class FakeServer:
     def __init__(self, faults: FaultConfig | None = None, host: str = "127.0.0.1", port: int = 0):
         self.faults = faults or FaultConfig()
@@ -111,6 +138,12 @@ class FakeServer:
         self.attempts_by_key: Counter = Counter()
         self.ok_by_key: Counter = Counter()
         self.fault_counts: Counter = Counter()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batches_created = 0
+        self.batch_polls = 0
+        self.batch_keys: Counter = Counter()  # request key -> batches it was submitted in
+        self._ids = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -119,6 +152,12 @@ class FakeServer:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/files", self._upload)
+        app.router.add_get("/v1/files/{fid}/content", self._file_content)
+        app.router.add_post("/v1/batches", self._create_batch)
+        app.router.add_get("/v1/batches", self._list_batches)
+        app.router.add_get("/v1/batches/{bid}", self._get_batch)
+        app.router.add_post("/v1/batches/{bid}/cancel", self._cancel_batch)
         app.router.add_get("/stats", self._stats)
         return app
 
@@ -137,28 +176,41 @@ class FakeServer:
         fault = _pick(random.Random(f"{f.seed}:{key}:{attempt}"), TRANSIENT, f.rates)
         return n, fault or _pick(random.Random(f"{f.seed}:{key}:content"), CONTENT, f.rates)
 
-    async def _chat(self, request: web.Request) -> web.Response:
+    def _authorized(self, request: web.Request) -> web.Response | None:
         f = self.faults
         if f.api_key is not None and request.headers.get("Authorization") != f"Bearer {f.api_key}":
             # Echo what was sent, as careless servers do, so tests can prove the client redacts it.
             presented = request.headers.get("Authorization", "")
             return web.json_response({"error": {"message": f"invalid api key {presented}", "type": "auth"}}, status=401)
+        return None
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        denied = self._authorized(request)
+        if denied is not None:
+            return denied
         body = await request.json()
+        if self.faults.latency_s:
+            await asyncio.sleep(self.faults.latency_s)
+        status, payload, headers = await self._answer(body, stall=True)
+        return web.json_response(payload, status=status, headers=headers)
+
+    async def _answer(self, body: dict, stall: bool) -> tuple[int, dict, dict]:
+        """(HTTP status, JSON body, headers) for one chat request, faults included."""
+        f = self.faults
         key = request_key(body)
         _, fault = self._decide(key)
-        if f.latency_s:
-            await asyncio.sleep(f.latency_s)
         if fault:
             with self._lock:
                 self.fault_counts[fault] += 1
         if fault == "429":
             headers = {"retry-after-ms": str(int(f.retry_after_s * 1000)), "Retry-After": str(max(0, round(f.retry_after_s)))}
-            return web.json_response({"error": {"message": "slow down", "type": "rate_limit"}}, status=429, headers=headers)
+            return 429, {"error": {"message": "slow down", "type": "rate_limit"}}, headers
         if fault == "500":
-            return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+            return 500, {"error": {"message": "boom", "type": "server_error"}}, {}
         if fault == "stall":
-            await asyncio.sleep(f.stall_s)
-            return web.json_response({"error": {"message": "stalled", "type": "timeout"}}, status=504)
+            if stall:
+                await asyncio.sleep(f.stall_s)
+            return 504, {"error": {"message": "stalled", "type": "timeout"}}, {}
         prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
         kind = prompt_kind(body.get("messages", []))
         content = fake_content(kind, key, prompt, f.brainstorm_vocab)
@@ -166,15 +218,134 @@ class FakeServer:
         if fault in CONTENT:
             content = bad_content(fault, content, kind)
             finish = "length" if fault == "truncated" else "stop"
+        message = shaped_message(content, f.content_shape)
         with self._lock:
             self.ok_by_key[key] += 1
-        return web.json_response({
+        return 200, {
             "id": f"chatcmpl-{key[:16]}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": len(prompt) // 4 + 1, "completion_tokens": len(content) // 4 + 1,
                       "total_tokens": len(prompt) // 4 + len(content) // 4 + 2},
-        })
+        }, {}
+
+    # -- files and batches ----------------------------------------------------------------------
+    def _new_id(self, prefix: str) -> str:
+        with self._lock:
+            self._ids += 1
+            return f"{prefix}-{self._ids:06d}"
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        denied = self._authorized(request)
+        if denied is not None:
+            return denied
+        form = await request.post()
+        upload = form.get("file")
+        if upload is None or not hasattr(upload, "file"):
+            return web.json_response({"error": {"message": "missing file", "type": "invalid_request"}}, status=400)
+        data = upload.file.read()
+        fid = self._new_id("file")
+        self.files[fid] = data
+        return web.json_response({"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                                  "filename": upload.filename, "purpose": form.get("purpose", "batch"), "status": "processed"})
+
+    async def _file_content(self, request: web.Request) -> web.Response:
+        denied = self._authorized(request)
+        if denied is not None:
+            return denied
+        fid = request.match_info["fid"]
+        if fid not in self.files:
+            return web.json_response({"error": {"message": f"no file {fid}", "type": "not_found"}}, status=404)
+        return web.Response(body=self.files[fid], content_type="application/octet-stream")
+
+    async def _create_batch(self, request: web.Request) -> web.Response:
+        denied = self._authorized(request)
+        if denied is not None:
+            return denied
+        body = await request.json()
+        fid = body.get("input_file_id")
+        if fid not in self.files:
+            return web.json_response({"error": {"message": f"no file {fid}", "type": "invalid_request"}}, status=400)
+        lines = [json.loads(l) for l in self.files[fid].decode().splitlines() if l.strip()]
+        bid = self._new_id("batch")
+        now = int(time.time())
+        batch = {
+            "id": bid, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
+            "input_file_id": fid, "completion_window": body.get("completion_window", "24h"),
+            "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": now,
+            "in_progress_at": None, "expires_at": now + 86400, "completed_at": None, "failed_at": None,
+            "expired_at": None, "cancelled_at": None,
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "metadata": body.get("metadata") or {},
+        }
+        with self._lock:
+            self.batches[bid] = batch
+            self.batches_created += 1
+            for line in lines:
+                self.batch_keys[request_key(line.get("body", {}))] += 1
+        asyncio.get_running_loop().create_task(self._run_batch(bid, lines))
+        return web.json_response(batch)
+
+    async def _run_batch(self, bid: str, lines: list[dict]) -> None:
+        batch = self.batches[bid]
+        await asyncio.sleep(self.faults.batch_latency_s / 2)
+        batch["status"], batch["in_progress_at"] = "in_progress", int(time.time())
+        await asyncio.sleep(self.faults.batch_latency_s / 2)
+        if batch["status"] != "in_progress":  # cancelled meanwhile
+            return
+        out, err = [], []
+        for line in lines:
+            status, payload, _ = await self._answer(line.get("body", {}), stall=False)
+            row = {"id": f"batch_req_{len(out) + len(err)}", "custom_id": line.get("custom_id"),
+                   "response": {"status_code": status, "request_id": "req", "body": payload}, "error": None}
+            if status == 200:
+                out.append(row)
+            else:
+                row["error"] = {"code": str(status), "message": payload.get("error", {}).get("message", "")}
+                err.append(row)
+        if out:
+            batch["output_file_id"] = self._new_id("file")
+            self.files[batch["output_file_id"]] = "".join(json.dumps(r) + "\n" for r in out).encode()
+        if err:
+            batch["error_file_id"] = self._new_id("file")
+            self.files[batch["error_file_id"]] = "".join(json.dumps(r) + "\n" for r in err).encode()
+        batch["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}
+        batch["status"], batch["completed_at"] = "completed", int(time.time())
+
+    async def _get_batch(self, request: web.Request) -> web.Response:
+        denied = self._authorized(request)
+        if denied is not None:
+            return denied
+        batch = self.batches.get(request.match_info["bid"])
+        if batch is None:
+            return web.json_response({"error": {"message": "no such batch", "type": "not_found"}}, status=404)
+        with self._lock:
+            self.batch_polls += 1
+        return web.json_response(batch)
+
+    async def _list_batches(self, request: web.Request) -> web.Response:
+        denied = self._authorized(request)
+        if denied is not None:
+            return denied
+        ordered = sorted(self.batches.values(), key=lambda b: b["id"], reverse=True)  # newest first
+        after = request.query.get("after")
+        if after:
+            ordered = [b for b in ordered if b["id"] < after]
+        limit = int(request.query.get("limit", 20))
+        page = ordered[:limit]
+        return web.json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                                  "last_id": page[-1]["id"] if page else None, "has_more": len(ordered) > limit})
+
+    async def _cancel_batch(self, request: web.Request) -> web.Response:
+        denied = self._authorized(request)
+        if denied is not None:
+            return denied
+        batch = self.batches.get(request.match_info["bid"])
+        if batch is None:
+            return web.json_response({"error": {"message": "no such batch", "type": "not_found"}}, status=404)
+        if batch["status"] not in ("completed", "failed", "expired", "cancelled"):
+            batch["status"], batch["cancelled_at"] = "cancelled", int(time.time())
+        return web.json_response(batch)
 
     def stats(self) -> dict:
         with self._lock:
@@ -183,6 +354,9 @@ class FakeServer:
                 "attempts_by_key": dict(self.attempts_by_key),
                 "ok_by_key": dict(self.ok_by_key),
                 "faults": dict(self.fault_counts),
+                "batches_created": self.batches_created,
+                "batch_polls": self.batch_polls,
+                "batch_keys": dict(self.batch_keys),
             }
 
     # -- lifecycle (background thread) ----------------------------------------------------------
@@ -245,10 +419,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--stall", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-latency", type=float, default=0.5, help="Batch API: seconds until a batch completes")
     ap.add_argument("--fault", action="append", default=[], help="NAME=RATE, e.g. 500=0.2")
     args = ap.parse_args(argv)
     rates = {k: float(v) for k, v in (x.split("=", 1) for x in args.fault)}
-    server = FakeServer(FaultConfig(rates=rates, latency_s=args.latency, stall_s=args.stall, seed=args.seed))
+    server = FakeServer(FaultConfig(rates=rates, latency_s=args.latency, stall_s=args.stall, seed=args.seed,
+                                     batch_latency_s=args.batch_latency))
     print(f"fake OpenAI server on http://{args.host}:{args.port}/v1", flush=True)
     web.run_app(server.app(), host=args.host, port=args.port, access_log=None, print=None)
 

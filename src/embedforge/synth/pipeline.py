@@ -297,6 +297,8 @@ class Pipeline:
                 (s.out_dir / TASKS_FILE, tasks_json), (s.out_dir / REPORT_FILE, report_bytes(report)),
             ], fsync=s.fsync)
         finally:
+            if s.client.mode == "batch":
+                self.batch.close()
             self.cache.close()
             self.examples.close()
             self.rejects.close()
