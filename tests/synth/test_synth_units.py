@@ -198,3 +198,231 @@ def test_en_preset_is_english_only_without_bitext(settings):
     s = settings("synth=en")
     assert s.synth.languages.values == ("en",)
     assert "bitext" not in s.synth.tasks.values
+
+
+# -- reply shapes (issue: a cached reply of an unexpected shape must never crash a replay) --------
+GOOD = {"S1": "a sentence", "S2": "a similar sentence", "S3": "an unrelated one"}
+
+
+@pytest.mark.parametrize(
+    "content, refusal, expected",
+    [
+        (json.dumps(GOOD), None, ("a sentence", "a similar sentence", "an unrelated one")),
+        ([{"type": "text", "text": json.dumps(GOOD)[:10]}, {"type": "text", "text": json.dumps(GOOD)[10:]}], None,
+         ("a sentence", "a similar sentence", "an unrelated one")),
+        ([json.dumps(GOOD)], None, ("a sentence", "a similar sentence", "an unrelated one")),
+        (GOOD, None, ("a sentence", "a similar sentence", "an unrelated one")),
+        ({"type": "text", "text": json.dumps(GOOD)}, None, ("a sentence", "a similar sentence", "an unrelated one")),
+        (None, "I cannot help with that.", "refusal"),
+        ([{"type": "refusal", "refusal": "no"}], None, "refusal"),
+        (None, None, "empty_reply"),
+        ([], None, "no_text_parts"),
+        ([{"type": "image_url", "image_url": {"url": "x"}}], None, "no_text_parts"),
+        (42, None, "wrong_content_type"),
+        (True, None, "wrong_content_type"),
+        ({"unexpected": "object"}, None, "missing_key:S1"),
+        ("[" * 100000, None, "invalid_json"),
+        ("1" * 5000, None, "invalid_json"),  # past Python's int-digits limit
+        ("12", None, "wrong_type"),
+    ],
+)
+def test_every_content_shape_parses_or_names_a_reason(content, refusal, expected):
+    from embedforge.synth.parsing import reply_text
+
+    def parse():
+        return parse_example(reply_text(content, refusal), "sts")
+
+    if isinstance(expected, tuple):
+        assert parse() == expected
+    else:
+        with pytest.raises(ParseError) as exc:
+            parse()
+        assert str(exc.value).startswith(expected)
+
+
+def test_random_json_content_never_raises_anything_but_parse_error():
+    """Property: any JSON value as content (or inside a string) ends as a parse or a ParseError."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import given, settings as hsettings, strategies as st
+
+    from embedforge.synth.parsing import reply_text
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["type", "text", "refusal", "S1", "S2", "S3", "x"]) | st.text(max_size=5), inner, max_size=4),
+        max_leaves=20,
+    )
+
+    @hsettings(max_examples=300, deadline=None, database=None)
+    @given(value=json_values, as_string=st.booleans(), task=st.sampled_from(list(TASK_TYPES)))
+    def check(value, as_string, task):
+        content = json.dumps(value) if as_string else value
+        for parse in (lambda: parse_example(reply_text(content), task), lambda: parse_brainstorm(content)):
+            try:
+                parse()
+            except ParseError:
+                pass
+
+    check()
+    assert hypothesis.__version__
+
+
+# -- diversity at scale ---------------------------------------------------------------------------
+def test_brainstorm_calls_follow_num_examples(settings):
+    from embedforge.synth.settings import brainstorm_calls_per_type, planned_unique_tasks
+
+    s = settings("num_examples=10000")
+    assert planned_unique_tasks(s) == 3031  # 10000 / 3.3, rounded up
+    calls = brainstorm_calls_per_type(s)
+    # Shared among the brainstormed types by their task weights (167:122:17:13), 20 tasks per call.
+    weights = {"short_long": 167, "long_short": 122, "long_long": 17, "short_short": 13}
+    import math
+
+    assert calls == {t: math.ceil(3031 * w / 319 / 20) for t, w in weights.items()}
+    assert calls == {"short_long": 80, "long_short": 58, "long_long": 9, "short_short": 7}
+    assert 3031 <= sum(calls.values()) * 20 < 3031 + 20 * len(calls)  # capacity: about 3,000 tasks
+    fixed = brainstorm_calls_per_type(settings("num_examples=10000", "synth.brainstorm.calls_per_type=4"))
+    assert set(fixed.values()) == {4}
+    assert brainstorm_calls_per_type(settings("num_examples=10")) == {t: 1 for t in weights}
+
+
+def test_definition_normalisation_catches_trivial_variants():
+    from embedforge.synth.parsing import normalize_definition
+
+    same = ["Find X.", "find  x", "1. Find X", "- FIND X!", "\u201cFind X.\u201d", "Ｆｉｎｄ X"]
+    assert {normalize_definition(t) for t in same} == {"find x"}
+    assert normalize_definition("Find X in Y") != normalize_definition("Find X")
+
+
+def test_duplicate_examples_keep_the_lowest_item_index():
+    """Which copy of a duplicate survives must not depend on which reply arrived first."""
+    from embedforge.synth.pipeline import Pipeline
+
+    class Spool(dict):
+        def add(self, key, obj):
+            self[key] = obj
+
+        def discard(self, key):
+            self.pop(key, None)
+
+    from embedforge.synth.sampling import ItemPlan
+
+    record = {"instruction": "i", "query": "q", "positive": "p", "negatives": ["n"], "task_type": "sts",
+              "language": "en", "source": "s"}
+    for order in ([5, 2, 9], [9, 5, 2], [2, 9, 5]):
+        p = Pipeline.__new__(Pipeline)
+        from embedforge.synth.report import RunStats
+
+        p.stats, p._kept, p.examples = RunStats(), {}, Spool()
+        for i in order:
+            p._keep(ItemPlan(i, "sts", "en" if i != 9 else "de"), {**record, "language": "en" if i != 9 else "de"})
+        assert list(p.examples) == [2]
+        assert p.stats.total("accepted") == 1 and p.stats.total("duplicate") == 2
+        assert (p.stats.by_language["de"]["accepted"], p.stats.by_language["de"]["duplicate"]) == (0, 1)
+
+
+# -- settings -------------------------------------------------------------------------------------
+def test_generator_mixture_settings(settings):
+    s = settings("mixture=paper")
+    assert [(g.model, g.weight) for g in s.generators] == [("gpt-4", 0.75), ("gpt-3.5-turbo", 0.25)]
+    assert s.generators[0].price_input_per_m == 30.0 and s.generators[0].api_key_env == "OPENAI_API_KEY"
+    plans = [Planner(s).item(i) for i in range(4000)]
+    share = sum(p.generator == 0 for p in plans) / 4000
+    assert 0.72 < share < 0.78
+    # A mixture does not move any other draw: task types, languages and seeds stay those of one model.
+    one = Planner(settings())
+    single = [one.item(i) for i in range(200)]
+    assert [(p.task_type, p.language, p.seed) for p in plans[:200]] == [(p.task_type, p.language, p.seed) for p in single]
+    assert settings().generators[0].model == "gpt-4o-mini"
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["generators=[{weight: 1}]"], "generators[0].model"),
+        (["generators=[{model: m, weight: -1}]"], "generators[0].weight"),
+        (["generators=[{model: m, colour: red}]"], "generators[0].colour"),
+        (["generators=[{model: m, api_key_env: sk-1}]"], "generators[0].api_key_env"),
+        (["generators=[{model: m, weight: 0}]"], "generators"),
+        (["generator.response_format=xml"], "generator.response_format"),
+        (["client.mode=later"], "client.mode"),
+        (["client.batch_window=tomorrow"], "client.batch_window"),
+        (["client.retry_connect=maybe"], "client.retry_connect"),
+        (["synth.examples_per_task=0"], "synth.examples_per_task"),
+        (["out_dir="], "out_dir"),
+    ],
+)
+def test_new_config_keys_are_validated(settings, overrides, key):
+    with pytest.raises(SynthConfigError) as exc:
+        settings(*overrides)
+    assert str(exc.value).split(":")[0] == key
+
+
+def test_vllm_preset_sends_json_mode_and_keys_it(settings):
+    s = settings("client=vllm", "mixture=vllm_json")
+    assert s.client.base_url == "http://127.0.0.1:8000/v1" and s.client.api_key_env == "VLLM_API_KEY"
+    assert s.client.requests_per_minute == 0 and s.client.concurrency == 64
+    assert s.generators[0].response_format == "json_object"
+    base = {"model": "m", "messages": [], "temperature": 1.0, "top_p": 1.0, "max_tokens": 10, "seed": 1}
+    assert request_key({**base, "response_format": {"type": "json_object"}}) != request_key(base)
+    assert request_key({**base, "response_format": None}) == request_key(base)  # old caches keep their keys
+
+
+def test_out_dir_checks(tmp_path):
+    from embedforge.synth.settings import check_out_dir_writable
+
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    bad = [a_file, a_file / "sub", "/dev/null/x", ""]
+    import os
+
+    if os.geteuid() != 0:  # root may write anywhere
+        bad.append(read_only / "out")
+    for path in bad:
+        with pytest.raises(SynthConfigError, match=r"^out_dir: "):
+            check_out_dir_writable(path)
+    check_out_dir_writable(tmp_path / "new" / "deeper")  # creatable: fine
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+def test_retry_after_is_capped_and_logged(caplog):
+    from embedforge.synth.client import ChatClient
+    from embedforge.synth.settings import ClientSettings
+
+    client = ChatClient(ClientSettings(max_retry_after_s=30), "k")
+    with caplog.at_level("WARNING"):
+        assert client.capped(86400.0, 1.0) == 30
+    assert "86400" in caplog.text and "max_retry_after_s" in caplog.text
+    assert client.capped(5.0, 1.0) == 5.0 and client.capped(None, 1.5) == 1.5
+    assert client.counters.retry_after_capped == 1
+
+
+# -- store: outputs are published whole --------------------------------------------------------
+def test_sorted_spool_and_publish(tmp_path):
+    from embedforge.synth.store import SortedSpool, publish
+
+    spool = SortedSpool(tmp_path / ".spool")
+    for k in (3, 1, 2):
+        spool.add(k, {"k": k})
+    spool.add(4, {"k": 4})
+    spool.discard(4)
+    dest = tmp_path / "out.jsonl"
+    dest.write_text("old\n")
+    publish([(dest, spool), (tmp_path / "report.json", b"{}\n")])
+    assert [json.loads(l)["k"] for l in dest.read_text().splitlines()] == [1, 2, 3]
+    spool.close()
+    assert not (tmp_path / ".spool").exists()
+
+    class Broken(SortedSpool):
+        def write_sorted(self, dest, *, fsync=False):
+            raise OSError("disk full")
+
+    broken = Broken(tmp_path / ".b")
+    with pytest.raises(OSError):
+        publish([(tmp_path / "report.json", b"new\n"), (dest, broken)])
+    assert dest.read_text().count("\n") == 3 and (tmp_path / "report.json").read_text() == "{}\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
+    broken.close()

@@ -144,6 +144,8 @@ class FakeServer:
         self.batch_polls = 0
         self.batch_keys: Counter = Counter()  # request key -> batches it was submitted in
         self._ids = 0
+        self.response_formats: Counter = Counter()  # response_format type ("None" = not sent) -> requests
+        self.models: Counter = Counter()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -198,6 +200,10 @@ class FakeServer:
         """(HTTP status, JSON body, headers) for one chat request, faults included."""
         f = self.faults
         key = request_key(body)
+        fmt = body.get("response_format")
+        with self._lock:
+            self.response_formats[fmt.get("type") if isinstance(fmt, dict) else str(fmt)] += 1
+            self.models[str(body.get("model"))] += 1
         _, fault = self._decide(key)
         if fault:
             with self._lock:
@@ -357,6 +363,8 @@ class FakeServer:
                 "batches_created": self.batches_created,
                 "batch_polls": self.batch_polls,
                 "batch_keys": dict(self.batch_keys),
+                "response_formats": dict(self.response_formats),
+                "models": dict(self.models),
             }
 
     # -- lifecycle (background thread) ----------------------------------------------------------
