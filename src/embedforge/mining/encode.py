@@ -8,6 +8,7 @@ Every rank writes its (row indices, embeddings) to a shard file; rank 0 assemble
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,12 @@ def encode_texts(encoder, texts: list[str], *, work_dir: Path, batch_size: int, 
     for stale in shard_dir.glob("shard-*.pt"):  # left by an interrupted run
         stale.unlink()
     trainer = pl.Trainer(callbacks=[_ShardWriter(shard_dir)], **kwargs)
-    trainer.predict(EncodeModule(encoder), dataloaders=loader, return_predictions=False)
+    with warnings.catch_warnings():
+        # Each loader item is a whole batch (batch_size=None), so Lightning cannot infer batch indices; the
+        # rows travel inside the batch instead.
+        warnings.filterwarnings("ignore", message=".*Couldn't infer the batch indices.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+        trainer.predict(EncodeModule(encoder), dataloaders=loader, return_predictions=False)
     encoder.train(was_training)
     trainer.strategy.barrier()
     if not trainer.is_global_zero:

@@ -134,6 +134,8 @@ def mine(encoder, data: MiningInput, settings: MineSettings) -> dict | None:
         known = {r for p in target.known_positive_rows for r in rows_of_text[data.corpus.texts[p]]}
         positive_score = float(docs[target.positive_row] @ queries[q])
         candidates = window_candidates(rows[q], scores[q], positive_score, known, settings.select)
+        seen: set[str] = set()  # one copy of a text that the corpus holds under several ids
+        candidates = [c for c in candidates if not (data.corpus.texts[c.row] in seen or seen.add(data.corpus.texts[c.row]))]
         chosen = select_negatives(candidates, settings.select, i)
         leaked = [c.row for c in chosen if c.row in known]
         if leaked:  # cannot happen by construction; a guard so a refactor can never write a positive as negative

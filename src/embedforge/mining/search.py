@@ -50,7 +50,6 @@ def build_index(vectors: np.ndarray, settings: IndexSettings | None = None):
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
         index.nprobe = min(int(settings.ivf_nprobe), nlist)
-        index._quantizer = quantizer  # keep the Python object alive as long as the index
     index.add(vectors)
     return index
 
