@@ -119,11 +119,12 @@ def shaped_message(content: str, shape: str) -> dict:
         half = len(content) // 2
         return {"role": "assistant", "content": [{"type": "text", "text": content[:half]},
                                                   {"type": "text", "text": content[half:]}]}
-    if shape == "object":
+    if shape == "object":  # JSON-mode servers that hand back the object itself, not its text
         try:
-            return {"role": "assistant", "content": json.loads(content)}
+            value = json.loads(content)
         except json.JSONDecodeError:
-            return {"role": "assistant", "content": content}
+            value = None
+        return {"role": "assistant", "content": value if isinstance(value, dict) else content}
     if shape == "refusal":
         return {"role": "assistant", "content": None, "refusal": "I can't help with that."}
     return {"role": "assistant", "content": content}

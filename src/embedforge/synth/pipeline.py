@@ -20,7 +20,7 @@ from typing import Any
 from embedforge.data.schema import validate_record
 from embedforge.synth.client import ChatClient, RequestFailed, read_api_key
 from embedforge.synth.parsing import (
-    ParseError, dedup_definitions, example_text_key, parse_brainstorm, parse_example, to_example,
+    ParseError, dedup_definitions, example_text_key, parse_brainstorm, parse_example, reply_text, to_example,
 )
 from embedforge.synth.prompts import Messages, brainstorm_messages, check_templates, item_messages
 from embedforge.synth.report import Progress, RunStats, estimate_tokens, report_bytes
@@ -130,7 +130,7 @@ class Pipeline:
                 f"brainstorm call {plan.task_type}#{plan.call} failed ({exc}); rerun the same command to resume"
             ) from None
         try:
-            tasks = parse_brainstorm(resp.text)
+            tasks = parse_brainstorm(reply_text(resp.text, resp.refusal))
         except ParseError as exc:
             self._brainstorm_reject(plan, type_index, req.key, _reason(exc, resp), resp)
             return []
@@ -220,7 +220,7 @@ class Pipeline:
             self._reject(plan, f"transport: {exc}", None, None)
             return
         try:
-            fields = parse_example(resp.text, plan.task_type)
+            fields = parse_example(reply_text(resp.text, resp.refusal), plan.task_type)
             record = validate_record(to_example(plan, fields, self.s.generators[plan.generator].source).to_dict())
         except (ParseError, ValueError) as exc:
             self._reject(plan, _reason(exc, resp), req.key, resp.text, resp.finish_reason)
