@@ -102,9 +102,16 @@ class EmbeddingDataModule(pl.LightningDataModule):
     def train_sampler(self) -> SourceBatchSampler:
         trainer = getattr(self, "trainer", None)
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        return SourceBatchSampler(self.mixture.source_ids, int(self.cfg.batch_size), self.seed,
-                                  mode=self.cfg.get("batching", "mixed"),
-                                  drop_last=bool(self.cfg.get("drop_last", True)), num_replicas=world, rank=rank)
+        sampler = SourceBatchSampler(self.mixture.source_ids, int(self.cfg.batch_size), self.seed,
+                                     mode=self.cfg.get("batching", "mixed"),
+                                     drop_last=bool(self.cfg.get("drop_last", True)), num_replicas=world, rank=rank)
+        if sampler.mode == "same_source":
+            covered = set().union(*sampler.source_of_batches()) if len(sampler) else set()
+            for index, name in enumerate(self.mixture.names):
+                if index not in covered:
+                    log.warning("data.batching=same_source: source %s has fewer records than one global batch "
+                                "(%d) and is not trained on", name, sampler.batch_size * world)
+        return sampler
 
     def train_dataloader(self) -> DataLoader:
         self.sampler = self.train_sampler()
