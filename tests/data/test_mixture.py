@@ -160,3 +160,23 @@ def test_empty_source_fails_in_setup(compose_train, tmp_path):
     cfg = compose_train(f"+data.sources.empty={{type:jsonl,files:[{tmp_path / 'empty.jsonl'}]}}")
     with pytest.raises(SourceError, match=r"data\.sources\.empty: no usable records \(0 rejected\)"):
         build_mixture(cfg.data, seed=0)
+
+
+def test_bad_data_fails_in_train_before_the_model_is_built(compose_train, monkeypatch):
+    from embedforge.train import run
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was built before the data was read")
+
+    monkeypatch.setattr(run, "EmbeddingModule", no_model)
+    cfg = compose_train("+data/source@data.sources.nq=nq", f"data.sources.nq.path={FIXTURES / 'msmarco_v2'}")
+    with pytest.raises(SourceError, match=r"data\.sources\.nq\.columns\.positive"):
+        run.train(cfg)
+
+
+def test_pretrain_weak_mixture_trains_one_step(compose_train):
+    from embedforge.train.run import train
+
+    cfg = compose_train("data=pretrain_weak", f"data.sources.weak.path={FIXTURES / 'beir_mini'}", "model=tiny-mistral",
+                        "pooling=last_token", "debug=fdr", "data.batch_size=4", "trainer=cpu", "data.val_files=null")
+    assert train(cfg)["global_step"] == 1
