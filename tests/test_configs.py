@@ -10,8 +10,7 @@ from embedforge.train.config_checks import TrainConfigError, check_train_config
 from embedforge.train.run import train
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
-TINY = ["model=tiny-mistral", "pooling=last_token", "debug=fdr", "data.batch_size=4", "trainer=cpu",
-        "model.gradient_checkpointing=true"]
+TINY = ["model=tiny-mistral", "debug=fdr", "data.batch_size=4", "trainer=cpu", "model.gradient_checkpointing=true"]
 
 
 def test_there_are_experiments():
@@ -20,9 +19,21 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_runs_fast_dev_run_on_cpu(compose_train, experiment):
+    """Only the model is swapped for the tiny decoder: the experiment keeps its pooling, LoRA and loss."""
+    import math
+
+    own = compose_train(f"experiment={experiment}")
     cfg = compose_train(f"experiment={experiment}", *TINY)
     record = train(cfg)
     assert record["global_step"] == 1
+    encoder = record["encoder"]
+    assert encoder["pooling"] == own.pooling.mode and encoder["normalize"] == own.pooling.normalize
+    if own.lora.get("enabled"):
+        assert encoder["lora"]["r"] == own.lora.r and encoder["lora"]["dropout"] == own.lora.dropout
+    else:
+        assert encoder["lora"] is None
+    assert encoder["max_length"] == cfg.model.max_length
+    assert math.isfinite(record["train_metrics"]["train/loss"]) and record["train_metrics"]["train/loss"] > 0
 
 
 @pytest.mark.parametrize("group", ["model", "lora", "pooling", "loss", "data", "trainer", "logger", "debug"])

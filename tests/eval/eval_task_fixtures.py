@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 
-SHARED_EVAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval"
+# Real MTEB data vendored for the tests (tests/fixtures/mteb/README.md: source and licence).
+VENDORED_EVAL = Path(__file__).resolve().parents[1] / "fixtures" / "mteb"
 
 STS_ROWS = [
     ("A man is playing a guitar.", "A man plays the guitar.", 4.8),

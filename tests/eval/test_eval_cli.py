@@ -67,10 +67,9 @@ def test_cli_bad_checkpoint(tmp_path):
 
 def test_real_stsbenchmark_reproduces_published_score(tmp_path, fx):
     """~20 s on 2 cores: the end-to-end check against the published leaderboard number."""
-    SHARED_EVAL = fx.SHARED_EVAL
-    reference = json.loads((SHARED_EVAL.parents[1] / "reference" / "mteb_scores.json").read_text())
+    reference = json.loads((fx.VENDORED_EVAL / "reference_scores.json").read_text())
     expected = reference["models"]["sentence-transformers/all-MiniLM-L6-v2"]["scores"]["STSBenchmark"]
-    cfg = _cfg(["instructions.mode=none", f"eval.data_dir={SHARED_EVAL}", "eval.tasks=[STSBenchmark]",
+    cfg = _cfg(["instructions.mode=none", f"eval.data_dir={fx.VENDORED_EVAL}", "eval.tasks=[STSBenchmark]",
                 f"output_dir={tmp_path}"])
     scores = json.loads(run(cfg).read_text())
     assert scores["STSBenchmark"] == pytest.approx(expected, abs=0.05)

@@ -133,6 +133,7 @@ def train(cfg: DictConfig) -> dict:
     has_val = bool(cfg.data.get("val_files"))
     before = trainer.validate(module, datamodule=datamodule, verbose=False)[0] if has_val and cfg.validate_before_fit else {}
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    train_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     after = trainer.validate(module, datamodule=datamodule, verbose=False)[0] if has_val else {}
     wall = time.perf_counter() - started
 
@@ -143,6 +144,8 @@ def train(cfg: DictConfig) -> dict:
         "val_before": before,
         "val_after": after,
         "global_step": trainer.global_step,
+        "train_metrics": train_metrics,
+        "encoder": module.encoder.describe() if module.encoder is not None else None,
         "wall_time_s": round(wall, 1),
         "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
         "hardware": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
