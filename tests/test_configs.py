@@ -11,6 +11,17 @@ from embedforge.train.run import train
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 TINY = ["model=tiny-mistral", "debug=fdr", "data.batch_size=4", "trainer=cpu", "model.gradient_checkpointing=true"]
+BEIR_FIXTURE = Path(__file__).parent / "data" / "fixtures" / "beir_mini"
+
+
+def local_data(cfg) -> list[str]:
+    """Overrides that point an experiment's corpus-backed sources at a small fixture, and start it from
+    the base model (stage chains are tested in test_stages.py)."""
+    overrides = ["model.init_from=null"]
+    for name, source in (cfg.data.get("sources") or {}).items():
+        if source.get("type") == "beir_title_body":
+            overrides.append(f"data.sources.{name}.path={BEIR_FIXTURE}")
+    return overrides
 
 
 def test_there_are_experiments():
@@ -23,7 +34,7 @@ def test_experiment_runs_fast_dev_run_on_cpu(compose_train, experiment):
     import math
 
     own = compose_train(f"experiment={experiment}")
-    cfg = compose_train(f"experiment={experiment}", *TINY)
+    cfg = compose_train(f"experiment={experiment}", *TINY, *local_data(own))
     record = train(cfg)
     assert record["global_step"] == 1
     encoder = record["encoder"]

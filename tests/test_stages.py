@@ -96,3 +96,13 @@ def test_init_from_run_name_without_a_run_is_a_clear_error(compose_train):
         train(compose_train(*BASE, "model.init_from=run:never-ran"))
     with pytest.raises(TrainConfigError, match="model.init_from"):
         train(compose_train(*BASE, "model.init_from=/no/such/folder"))
+
+
+def test_demo_chain_experiments_run_in_order(compose_train):
+    """experiment=demo_pretrain, then experiment=demo_finetune (model.init_from=run:demo_pretrain)."""
+    fixture = Path(__file__).parent / "data" / "fixtures" / "beir_mini"
+    tiny = ["model=tiny-mistral", "data.batch_size=4", "trainer.max_steps=2", "validate_before_fit=false"]
+    first = train(compose_train("experiment=demo_pretrain", *tiny, f"data.sources.weak.path={fixture}"))
+    second = train(compose_train("experiment=demo_finetune", *tiny))
+    assert first["run_id"] == "demo_pretrain/run" and second["parent_run"]["run_id"] == "demo_pretrain/run"
+    assert second["encoder"]["base_encoder"] == first["encoder_dir"] and second["global_step"] == 2
