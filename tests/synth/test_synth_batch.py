@@ -134,3 +134,20 @@ def test_dry_run_prices_both_modes_and_estimates_time(server_factory, make_setti
     # Each request takes 1 s + its output tokens / 50; ten at a time.
     expected = (slow["brainstorm_requests"] + 1000 + slow["est_output_tokens"] / 50) / 10
     assert slow["est_time_online_s"] == pytest.approx(expected, rel=0.01)
+
+
+def test_batch_files_hold_one_model_each(server_factory, make_settings):
+    """The Batch API takes one model per batch file: a mixture is split by model."""
+    srv = server_factory(batch_latency_s=0.1, seed=6)
+    s = make_settings(srv, "num_examples=120", "mixture=paper", *BATCH)
+    report = _run(s)
+    assert report["accepted"] == 120
+    models_per_batch = []
+    for batch in srv.batches.values():
+        lines = srv.files[batch["input_file_id"]].decode().splitlines()
+        models_per_batch.append({json.loads(l)["body"]["model"] for l in lines})
+    assert all(len(m) == 1 for m in models_per_batch)
+    assert set().union(*models_per_batch) == {"gpt-4", "gpt-3.5-turbo"}
+    # Cost: each model's tokens at its own price, halved.
+    row = report["by_generator"]["gpt-4"]
+    assert row["cost_usd"] == pytest.approx((row["prompt_tokens"] * 30 + row["completion_tokens"] * 60) / 1e6 * 0.5, abs=1e-6)

@@ -159,7 +159,9 @@ def test_dry_run_estimates_without_sending(server_factory, make_settings, capsys
     s = make_settings(srv, "num_examples=1000", "dry_run=true", "dry_run_prompts=2")
     est = dry_run(s)
     assert srv.stats()["requests"] == 0 and not s.out_dir.exists()
-    assert est["requests"] == 1000 + 16
+    # Brainstorm calls follow num_examples: 1000 / 3.3 = 304 tasks -> 8 + 6 + 1 + 1 calls of 20.
+    assert est["requests"] == 1000 + 16 and est["brainstorm_calls_per_type"] == {
+        "short_long": 8, "long_short": 6, "long_long": 1, "short_short": 1}
     assert est["est_input_tokens"] > 1000 * 50 and est["est_output_tokens"] > 1000 * 100
     expected = (est["est_input_tokens"] * 0.15 + est["est_output_tokens"] * 0.60) / 1e6
     assert est["est_cost_usd"] == pytest.approx(expected, rel=1e-3)

@@ -108,17 +108,18 @@ class BatchRunner:
         await asyncio.gather(*(self._finish(c) for c in pending + new))
 
     def _write_chunks(self, requests: Iterable["Request"], skip: set[str], phase: str) -> list[Chunk]:
-        """Batch files of up to batch_max_requests lines per endpoint, named by a hash of their keys."""
+        """Batch files of up to batch_max_requests lines, one model each (as the Batch API requires),
+        named by a hash of their request keys."""
         limit = self.s.client.batch_max_requests
         open_files: dict[int, tuple[Any, Path, Any, list[str]]] = {}
         chunks: list[Chunk] = []
 
-        def close(endpoint: int) -> None:
-            fh, tmp, digest, keys = open_files.pop(endpoint)
+        def close(generator: int) -> None:
+            fh, tmp, digest, keys = open_files.pop(generator)
             fh.close()
             cid = f"{phase[:5]}-{digest.hexdigest()[:24]}"
             os.replace(tmp, self.dir / f"{cid}.jsonl")
-            chunks.append(Chunk(cid, endpoint, phase, len(keys), keys=keys))
+            chunks.append(Chunk(cid, self.p.endpoint_of[generator], phase, len(keys), keys=keys))
 
         seen: set[str] = set()
         for req in requests:
@@ -126,19 +127,20 @@ class BatchRunner:
                 continue
             seen.add(req.key)
             self.kinds[req.key] = req.kind
-            ep = self.p.endpoint_of[req.generator]
-            if ep not in open_files:
-                tmp = self.dir / f".writing-{ep}.jsonl"
-                open_files[ep] = (tmp.open("w", encoding="utf-8"), tmp, hashlib.sha256(f"{ep}:{phase}".encode()), [])
-            fh, _, digest, keys = open_files[ep]
+            g = req.generator
+            if g not in open_files:
+                tmp = self.dir / f".writing-{g}.jsonl"
+                seed = f"{self.p.endpoint_of[g]}:{self.s.generators[g].model}:{phase}"
+                open_files[g] = (tmp.open("w", encoding="utf-8"), tmp, hashlib.sha256(seed.encode()), [])
+            fh, _, digest, keys = open_files[g]
             line = {"custom_id": req.key, "method": "POST", "url": ENDPOINT, "body": req.payload}
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
             digest.update(req.key.encode())
             keys.append(req.key)
             if len(keys) >= limit:
-                close(ep)
-        for ep in list(open_files):
-            close(ep)
+                close(g)
+        for g in list(open_files):
+            close(g)
         return chunks
 
     def _chunk_keys(self, c: Chunk) -> list[str]:
