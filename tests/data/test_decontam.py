@@ -220,3 +220,29 @@ def test_mteb_task_offline_is_a_clear_error():
 
     with pytest.raises(EvalSideError, match=r"eval.mteb_tasks: cannot load MTEB task 'SciFact'.*local"):
         add_mteb_task(EvalItems(), "SciFact")
+
+
+def test_canary_plant_and_score(tmp_path):
+    from embedforge.decontam.plant import plant, renormalise, score
+    from embedforge.decontam.report import write_json
+
+    rng = random.Random(0)
+    text = "Bilingual children switch tasks faster, than monolingual children."
+    assert normalize(renormalise(text, rng)) == normalize(text) and renormalise(text, rng) != text
+    out = tmp_path / "planted.jsonl"
+    plant(FIXTURES / "TinyClaims", out, n=12, background=300, seed=1, edit_words=2)
+    assert len(out.read_text().splitlines()) == 312
+    items = EvalItems()
+    add_local_task(items, FIXTURES / "TinyClaims")
+    settings = CheckSettings()
+    result = run_check(EvalIndex(items, N), [out], ["query", "positive", "negatives"], settings)
+    report = write_json(summarise(items, result, settings, [out], ["query"]), tmp_path / "r.json")
+    scored = score(out, report)
+    assert scored["verbatim"] == {"planted": 4, "found": 4, "found_exact": 4, "found_ngram": 0}
+    assert scored["renormalised"] == {"planted": 4, "found": 4, "found_exact": 4, "found_ngram": 0}
+    planted = json.loads((tmp_path / "planted.jsonl.planted.json").read_text())
+    claims = dict(zip([f"test:c{i}" for i in range(20)], _claims()))
+    expected = sum(_reference_containment(claims[p["eval_item"]], p["planted_text"]) >= 0.5
+                   for p in planted if p["variant"] == "edited")
+    assert scored["edited"]["planted"] == 4 and scored["edited"]["found"] == expected
+    assert result.records_flagged == 8 + expected  # no background record matches

@@ -18,7 +18,7 @@ import numpy as np
 
 from embedforge.decontam.eval_side import EvalItems
 from embedforge.decontam.ngrams import NgramIndex
-from embedforge.decontam.normalize import normalize
+from embedforge.decontam.normalize import normalize, words
 from embedforge.decontam.train_side import TrainRecord, iter_records
 
 
@@ -112,12 +112,12 @@ def _check_chunk(index: EvalIndex, chunk: list[TrainRecord], settings: CheckSett
             result.errors.append(record.error)
             continue
         for name, text in record.texts:
-            norm = normalize(text)
+            tokens = words(text)
             t = len(token_lists)
             owner.append(r)
             field_names.append(name)
-            token_lists.append(norm.split())
-            for item in index.exact.get(norm, ()):
+            token_lists.append(tokens)
+            for item in index.exact.get(" ".join(tokens), ()):
                 found.append((r, t, item, "exact", 1.0))
     result.texts_checked += len(token_lists)
     text_idx, item_idx, share = index.ngrams.containment(token_lists)

@@ -9,21 +9,22 @@ is looked up with one searchsorted call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier; arithmetic wraps modulo 2**64
+_FILTER_BITS = 24  # a 16 MiB presence table on the top bits of each key: most misses cost one gather
 
 
-def chunk_ngrams(token_lists: list[list[str]], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(hashes, owners): the distinct n-gram hashes of each text and the index of the text owning
-    each, for texts of at least n words. Sorted by owner."""
-    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+def window_hashes(token_lists: list[list[str]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, owners) of every n-word window that lies inside one text (duplicates kept)."""
+    lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
     total = int(lengths.sum())
     if total < n:
         return np.empty(0, np.uint64), np.empty(0, np.int64)
-    flat = np.fromiter((hash(w) for t in token_lists for w in t), dtype=np.int64, count=total).view(np.uint64)
+    flat = np.fromiter(map(hash, chain.from_iterable(token_lists)), dtype=np.int64, count=total).view(np.uint64)
     owner = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
     windows = total - n + 1
     with np.errstate(over="ignore"):
@@ -32,14 +33,22 @@ def chunk_ngrams(token_lists: list[list[str]], n: int) -> tuple[np.ndarray, np.n
             acc *= _BASE
             acc += flat[j:j + windows]
     valid = owner[:windows] == owner[n - 1:]  # windows that do not cross into the next text
-    hashes, owners = acc[valid], owner[:windows][valid]
-    if not len(hashes):
-        return hashes, owners
+    return acc[valid], owner[:windows][valid]
+
+
+def _distinct_pairs(hashes: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((hashes, owners))
     hashes, owners = hashes[order], owners[order]
     keep = np.ones(len(hashes), dtype=bool)
     keep[1:] = (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])
     return hashes[keep], owners[keep]
+
+
+def chunk_ngrams(token_lists: list[list[str]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, owners): the distinct n-gram hashes of each text and the index of the text owning
+    each, for texts of at least n words. Sorted by owner."""
+    hashes, owners = window_hashes(token_lists, n)
+    return _distinct_pairs(hashes, owners) if len(hashes) else (hashes, owners)
 
 
 @dataclass
@@ -49,6 +58,12 @@ class NgramIndex:
     postings: np.ndarray  # item ids
     item_ngrams: np.ndarray  # distinct n-grams per item (0: shorter than n words)
     n: int
+    present: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.present is None:
+            self.present = np.zeros(1 << _FILTER_BITS, dtype=bool)
+            self.present[self.keys >> np.uint64(64 - _FILTER_BITS)] = True
 
     @classmethod
     def build(cls, token_lists: list[list[str]], n: int) -> "NgramIndex":
@@ -66,13 +81,16 @@ class NgramIndex:
         empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
         if not len(self.keys):
             return empty
-        hashes, owners = chunk_ngrams(token_lists, self.n)
+        hashes, owners = window_hashes(token_lists, self.n)
+        maybe = self.present[hashes >> np.uint64(64 - _FILTER_BITS)]
+        hashes, owners = hashes[maybe], owners[maybe]
         pos = np.searchsorted(self.keys, hashes)
         pos[pos == len(self.keys)] = 0
         hit = self.keys[pos] == hashes
         if not hit.any():
             return empty
-        pos, owners = pos[hit], owners[hit]
+        hashes, owners = _distinct_pairs(hashes[hit], owners[hit])  # a repeated n-gram counts once
+        pos = np.searchsorted(self.keys, hashes)
         counts = self.indptr[pos + 1] - self.indptr[pos]
         # Gather postings[indptr[p]:indptr[p+1]] for every hit p, vectorised.
         offsets = np.repeat(self.indptr[pos] - np.cumsum(counts) + counts, counts)

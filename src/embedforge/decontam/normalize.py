@@ -17,10 +17,9 @@ def _punctuation_table() -> dict[int, str]:
     return {cp: " " for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp))[0] in "PS"}
 
 
-def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(text.translate(_punctuation_table()).split())
-
-
 def words(text: str) -> list[str]:
-    return normalize(text).split()
+    return unicodedata.normalize("NFKC", text).casefold().translate(_punctuation_table()).split()
+
+
+def normalize(text: str) -> str:
+    return " ".join(words(text))
