@@ -151,3 +151,19 @@ def test_batch_files_hold_one_model_each(server_factory, make_settings):
     # Cost: each model's tokens at its own price, halved.
     row = report["by_generator"]["gpt-4"]
     assert row["cost_usd"] == pytest.approx((row["prompt_tokens"] * 30 + row["completion_tokens"] * 60) / 1e6 * 0.5, abs=1e-6)
+
+
+def test_an_expired_batch_is_submitted_again_under_a_new_id(server_factory, make_settings):
+    from embedforge.synth.pipeline import BrainstormFailed
+
+    srv = server_factory(batch_latency_s=0.1, batch_expire_first=1, seed=4)
+    s = make_settings(srv, "num_examples=30", *BATCH)
+    with pytest.raises(BrainstormFailed, match="expired"):  # step 1 cannot go on without its replies
+        _run(s)
+    assert not (s.out_dir / "examples.jsonl").exists()
+    report = _run(s)
+    assert report["accepted"] == 30
+    chunks = [st["chunk"] for st in _states(s.out_dir) if st["event"] == "submitted"]
+    brainstorm = [c for c in chunks if c.startswith("brain")]
+    assert len(brainstorm) == 2 and brainstorm[0][:-2] == brainstorm[1][:-2] and brainstorm[0] != brainstorm[1]
+    assert srv.stats()["batches_created"] == 3

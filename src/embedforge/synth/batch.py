@@ -117,7 +117,10 @@ class BatchRunner:
         def close(generator: int) -> None:
             fh, tmp, digest, keys = open_files.pop(generator)
             fh.close()
-            cid = f"{phase[:5]}-{digest.hexdigest()[:24]}"
+            base = f"{phase[:5]}-{digest.hexdigest()[:24]}"
+            # The same keys again (their earlier batch failed or expired): a new id, so a search
+            # by id after a kill can never adopt the old batch.
+            cid = f"{base}-{sum(1 for k in self.chunks if k.startswith(base))}"
             os.replace(tmp, self.dir / f"{cid}.jsonl")
             chunks.append(Chunk(cid, self.p.endpoint_of[generator], phase, len(keys), keys=keys))
 

@@ -54,6 +54,7 @@ class FaultConfig:
     api_key: str | None = None  # if set, other keys get 401
     brainstorm_vocab: int = 100000  # distinct task subjects: smaller = more duplicate definitions
     batch_latency_s: float = 0.5  # Batch API: seconds from creation to completion
+    batch_expire_first: int = 0  # the first N batches end `expired` with no results
     content_shape: str = "string"  # string | parts | object | refusal: how valid content is sent
 
     def __post_init__(self) -> None:
@@ -145,6 +146,7 @@ class FakeServer:
         self.batch_polls = 0
         self.batch_keys: Counter = Counter()  # request key -> batches it was submitted in
         self._ids = 0
+        self._expired = 0
         self.response_formats: Counter = Counter()  # response_format type ("None" = not sent) -> requests
         self.models: Counter = Counter()
         self._thread: threading.Thread | None = None
@@ -299,6 +301,11 @@ class FakeServer:
         batch["status"], batch["in_progress_at"] = "in_progress", int(time.time())
         await asyncio.sleep(self.faults.batch_latency_s / 2)
         if batch["status"] != "in_progress":  # cancelled meanwhile
+            return
+        if self._expired < self.faults.batch_expire_first:
+            with self._lock:
+                self._expired += 1
+            batch["status"], batch["expired_at"] = "expired", int(time.time())
             return
         out, err = [], []
         for line in lines:
