@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from embedforge.data.schema import validate_record
@@ -26,7 +26,7 @@ from embedforge.synth.prompts import Messages, brainstorm_messages, check_templa
 from embedforge.synth.report import Progress, RunStats, estimate_tokens, report_bytes
 from embedforge.synth.sampling import BrainstormPlan, ItemPlan, Planner
 from embedforge.synth.settings import (
-    GenerateSettings, brainstorm_types, check_out_dir_writable, planned_unique_tasks,
+    ClientSettings, GenerateSettings, SynthConfigError, brainstorm_types, check_out_dir_writable, planned_unique_tasks,
 )
 from embedforge.synth.store import CachedResponse, RequestCache, SortedSpool, publish, request_key
 from embedforge.synth.taxonomy import EXPECTED_OUTPUT_TOKENS
@@ -257,15 +257,20 @@ class Pipeline:
             keys.append((cs, read_api_key(cs, name)))
         return {i: ChatClient(cs, key, self.stats.client) for i, (cs, key) in enumerate(keys)}
 
-    def _client_settings(self, endpoint: int):
-        from dataclasses import replace
-
+    def _client_settings(self, endpoint: int) -> ClientSettings:
         base_url, key_env = self.endpoints[endpoint]
         return replace(self.s.client, base_url=base_url, api_key_env=key_env)
 
     async def run(self) -> dict[str, Any]:
         s = self.s
         check_templates(s)
+        if s.language_check.enabled:  # a missing optional library must fail before any request
+            try:
+                from embedforge.synth.langcheck import _identifier
+
+                _identifier()
+            except ImportError as exc:
+                raise SynthConfigError(f"language_check.enabled: {exc}") from None
         owns_clients = self._given_clients is None
         clients = self._make_clients() if owns_clients else self._given_clients
         if not owns_clients:
