@@ -48,6 +48,9 @@ def test_batch_kill_9_while_polling_resumes_the_same_batches(tmp_path, server_fa
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert not (out / "examples.jsonl").exists()  # nothing published by the killed run
+    key = cli_env[fake_key_env].encode()
+    pending = list((out / "batches").glob("*.jsonl"))
+    assert pending and all(key not in p.read_bytes() for p in pending)  # the batch files hold no key
     created = srv.stats()["batches_created"]
     # brainstorm + generation (+ one brainstorm round if a rejected brainstorm reply was replaced)
     assert created == len({st["chunk"] for st in _states(out) if st["event"] == "submitted"}) in (2, 3)
@@ -69,6 +72,8 @@ def test_batch_kill_9_while_polling_resumes_the_same_batches(tmp_path, server_fa
     assert _examples(out) == _examples(ref) and len(_examples(ref).splitlines()) > 400
     assert (out / "rejects.jsonl").read_text() == (ref / "rejects.jsonl").read_text()
     assert ref_srv.stats()["batches_created"] == created
+    # No artifact of batch mode (batch files, state, cache, logs) holds the API key.
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and key in p.read_bytes()] == []
 
 
 def test_batch_created_just_before_a_kill_is_adopted_not_resubmitted(server_factory, make_settings, monkeypatch):
