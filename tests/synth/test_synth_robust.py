@@ -78,7 +78,7 @@ def test_every_cached_reply_shape_replays_without_crashing(server_factory, make_
     lines = [json.loads(l) for l in s.cache_path.read_text().splitlines()]
     assert len(lines) == 30
     expected: dict[str, int] = {}
-    for entry, (name, (content, finish, refusal, outcome)) in zip(lines, CACHED_SHAPES.items()):
+    for entry, (content, finish, refusal, outcome) in zip(lines, CACHED_SHAPES.values()):
         good = extract_json(entry["text"])
         if content == "<good-object>":
             content = good
@@ -157,7 +157,7 @@ def test_bad_out_dir_is_named_before_hydra_writes_anything(tmp_path, cli_env, fa
     for out_dir, expected in ((a_file, "is a file"), ("/dev/null/x", "cannot be created"), ("", "must be set")):
         done = _cli([*base, f"out_dir={out_dir}"], cli_env)
         assert done.returncode == 2, done.stderr[-2000:]
-        assert f"config error: out_dir: " in done.stderr and expected in done.stderr
+        assert "config error: out_dir: " in done.stderr and expected in done.stderr
         assert "Traceback" not in done.stderr
     assert a_file.read_text() == "x"
     assert root_hydra.exists() == existed  # an empty out_dir made no Hydra folder at the root

@@ -250,7 +250,7 @@ class Pipeline:
     def _make_clients(self) -> dict[int, ChatClient]:
         """One client per endpoint; every API key is read before any file is touched."""
         keys = []
-        for i, (base_url, key_env) in enumerate(self.endpoints):
+        for i in range(len(self.endpoints)):
             gen = next(g for g, e in enumerate(self.endpoint_of) if e == i)
             name = "client.api_key_env" if len(self.s.generators) == 1 else f"generators[{gen}].api_key_env"
             cs = self._client_settings(i)

@@ -10,7 +10,6 @@ import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from embedforge.synth.client import ClientCounters
