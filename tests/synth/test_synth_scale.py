@@ -69,6 +69,10 @@ def test_vllm_json_mode_config_sends_response_format(server_factory, make_settin
     assert stats["response_formats"] == {"json_object": stats["requests"]}
     assert stats["models"] == {"Qwen/Qwen2.5-7B-Instruct": stats["requests"]}
     assert report["accepted"] == 20 and report["cost_usd"] == 0
+    # In JSON mode the brainstorm replies are objects ({"tasks": [...]}) and are accepted as such.
+    assert report["brainstorm"] == {"accepted": sum(r["calls"] for r in report["task_definitions"].values())}
+    assert all("```" not in json.loads(l)["text"] for l in s.cache_path.read_text().splitlines())
+    assert any(json.loads(l)["text"].startswith('{"tasks"') for l in s.cache_path.read_text().splitlines())
 
 
 def test_language_check_counts_matches_per_language():

@@ -114,6 +114,17 @@ def bad_content(fault: str, good: str, kind: tuple[str, str] | None) -> str:
     return good
 
 
+def json_mode(content: str) -> str:
+    """What a server in JSON mode sends: a bare JSON object (lists go inside {"tasks": ...})."""
+    fenced = re.match(r"^```(?:json)?\n(.*)\n```$", content, re.DOTALL)
+    body = fenced.group(1) if fenced else content
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        return content
+    return json.dumps(value if isinstance(value, dict) else {"tasks": value})
+
+
 def shaped_message(content: str, shape: str) -> dict:
     """The assistant message carrying `content` in the given shape (see FaultConfig.content_shape)."""
     if shape == "parts":
@@ -223,6 +234,8 @@ class FakeServer:
         prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
         kind = prompt_kind(body.get("messages", []))
         content = fake_content(kind, key, prompt, f.brainstorm_vocab)
+        if isinstance(fmt, dict) and fmt.get("type") == "json_object":
+            content = json_mode(content)
         finish = "stop"
         if fault in CONTENT:
             content = bad_content(fault, content, kind)
