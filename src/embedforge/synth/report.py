@@ -162,6 +162,8 @@ def format_report(report: dict[str, Any]) -> str:
     if len(report.get("by_generator", {})) > 1:
         lines.append("by generator: " + ", ".join(
             f"{m} {v.get('accepted', 0)} (${v['cost_usd']:.4f})" for m, v in report["by_generator"].items()))
+    if report.get("batches"):
+        lines.append("batch API: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report["batches"].items()))
     if report.get("language_check"):
         lc = report["language_check"]
         lines.append(f"language check ({lc['detector']}): {lc['matched']}/{lc['checked']} match "
