@@ -13,7 +13,7 @@ from typing import Any
 
 from embedforge.data.jsonl import iter_json_lines
 
-TASK_TYPES = ("STS", "Classification", "PairClassification", "BitextMining", "Retrieval")
+LOCAL_TASK_TYPES = ("STS", "Classification", "PairClassification", "BitextMining", "Retrieval")
 
 
 class LocalTaskError(ValueError):
@@ -32,8 +32,8 @@ def read_task_json(folder: Path) -> dict[str, Any]:
         raise LocalTaskError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
     if not isinstance(spec, dict):
         raise LocalTaskError(f"{path}: expected a JSON object")
-    if spec.get("type") not in TASK_TYPES:
-        raise LocalTaskError(f"{path}: 'type' must be one of {', '.join(TASK_TYPES)}, got {spec.get('type')!r}")
+    if spec.get("type") not in LOCAL_TASK_TYPES:
+        raise LocalTaskError(f"{path}: 'type' must be one of {', '.join(LOCAL_TASK_TYPES)}, got {spec.get('type')!r}")
     splits = spec.get("splits", ["test"])
     if not isinstance(splits, list) or not splits or not all(isinstance(s, str) for s in splits):
         raise LocalTaskError(f"{path}: 'splits' must be a non-empty list of split names, got {splits!r}")
@@ -41,7 +41,7 @@ def read_task_json(folder: Path) -> dict[str, Any]:
     return spec
 
 
-def read_jsonl(path: Path, required: dict[str, tuple[type, ...]], check=None) -> list[dict[str, Any]]:
+def read_task_rows(path: Path, required: dict[str, tuple[type, ...]], check=None) -> list[dict[str, Any]]:
     """Rows of a JSONL file, each checked for the `required` keys and their types (and `check(row)`,
     which returns an error message or None)."""
     if not path.is_file():
@@ -74,7 +74,7 @@ LABEL = (str, int)
 
 
 def read_sts(path: Path) -> dict[str, list]:
-    rows = read_jsonl(path, {"sentence1": TEXT, "sentence2": TEXT, "score": NUMBER})
+    rows = read_task_rows(path, {"sentence1": TEXT, "sentence2": TEXT, "score": NUMBER})
     return {k: [r[k] for r in rows] for k in ("sentence1", "sentence2", "score")}
 
 
@@ -82,22 +82,22 @@ def read_pairs(path: Path) -> dict[str, list]:
     def binary(row):
         return None if row["label"] in (0, 1) else f"'label' must be 0 or 1, got {row['label']!r}"
 
-    rows = read_jsonl(path, {"sentence1": TEXT, "sentence2": TEXT, "label": (int,)}, check=binary)
+    rows = read_task_rows(path, {"sentence1": TEXT, "sentence2": TEXT, "label": (int,)}, check=binary)
     return {k: [r[k] for r in rows] for k in ("sentence1", "sentence2", "label")}
 
 
 def read_classification(path: Path) -> dict[str, list]:
-    rows = read_jsonl(path, {"text": TEXT, "label": LABEL})
+    rows = read_task_rows(path, {"text": TEXT, "label": LABEL})
     return {"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}
 
 
 def read_bitext(path: Path) -> dict[str, list]:
-    rows = read_jsonl(path, {"sentence1": TEXT, "sentence2": TEXT})
+    rows = read_task_rows(path, {"sentence1": TEXT, "sentence2": TEXT})
     return {k: [r[k] for r in rows] for k in ("sentence1", "sentence2")}
 
 
 def read_corpus(path: Path) -> dict[str, list]:
-    rows = read_jsonl(path, {"_id": LABEL, "text": TEXT})
+    rows = read_task_rows(path, {"_id": LABEL, "text": TEXT})
     seen: set[str] = set()
     for row in rows:
         doc_id = str(row["_id"])
@@ -109,7 +109,7 @@ def read_corpus(path: Path) -> dict[str, list]:
 
 
 def read_queries(path: Path) -> dict[str, list]:
-    rows = read_jsonl(path, {"_id": LABEL, "text": TEXT})
+    rows = read_task_rows(path, {"_id": LABEL, "text": TEXT})
     return {"id": [str(r["_id"]) for r in rows], "text": [r["text"] for r in rows]}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 
 import numpy as np
@@ -12,11 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedforge.losses import build_loss
 from embedforge.losses.duplicates import duplicate_pair_mask
+from embedforge.losses.gradcache import GradCache
 from embedforge.losses.infonce import ranking_accuracy
 from embedforge.model.builder import (build_encoder, check_trainable_keys, settings_from_config,
                                       training_record)
 from embedforge.model.encoder import Encoder
 from embedforge.train.metrics import retrieval_metrics
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddingModule(pl.LightningModule):
@@ -41,6 +46,11 @@ class EmbeddingModule(pl.LightningModule):
         self.loss_fn = build_loss(cfg.loss)
         self.share_negatives = bool(cfg.loss.get("share_negatives_across_devices", True))
         self.mask_duplicates = bool(cfg.loss.get("mask_duplicate_positives", True))
+        chunk_size = (cfg.loss.get("grad_cache") or {}).get("chunk_size")
+        self.grad_cache = GradCache(chunk_size) if chunk_size is not None else None
+        # GradCache backpropagates chunk by chunk inside one step: the step is driven by hand.
+        self.automatic_optimization = self.grad_cache is None
+        self.gradient_clip_val: float | None = None  # set by run.py when GradCache takes over clipping
         # Checkpoints hold only trainable weights (LoRA); on_load_checkpoint checks that every one is there.
         self.strict_loading = False
         self._val_outputs: list[dict] = []
@@ -48,6 +58,11 @@ class EmbeddingModule(pl.LightningModule):
     def encoder_settings(self):
         settings = settings_from_config(self.cfg.model, self.cfg.lora, self.cfg.pooling, for_training=True)
         settings.trained_with = self.trained_with
+        if self.grad_cache is not None and settings.gradient_checkpointing and not self.cfg.model.get(
+                "checkpointing_with_grad_cache", False):
+            # GradCache already recomputes the forward pass chunk by chunk; checkpointing would do it twice.
+            log.info("loss.grad_cache is on: activation checkpointing off (model.checkpointing_with_grad_cache=true keeps it)")
+            settings.gradient_checkpointing = False
         return settings
 
     def configure_model(self) -> None:
@@ -99,8 +114,34 @@ class EmbeddingModule(pl.LightningModule):
         queries, docs = self.embed_batch(batch)
         return self.loss_from_embeddings(queries, docs, batch)
 
+    def grad_cache_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step with GradCache (manual optimisation): chunked embedding, full-batch loss."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        doc_mask = batch["doc_mask"]
+
+        def loss_from(embeddings):
+            queries, filled = embeddings
+            docs = filled.new_zeros(doc_mask.shape[0], filled.shape[-1]).index_put(
+                (doc_mask.nonzero(as_tuple=True)[0],), filled)
+            return self.loss_from_embeddings(queries, docs, batch)
+
+        groups = [{"input_ids": batch["query_input_ids"], "attention_mask": batch["query_attention_mask"]},
+                  {"input_ids": batch["doc_input_ids"], "attention_mask": batch["doc_attention_mask"]}]
+        loss, acc = self.grad_cache.step(lambda c: self.embed(c["input_ids"], c["attention_mask"]), groups, loss_from,
+                                         backward=self.manual_backward, no_sync=self._no_sync, device=self.device)
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
+        optimizer.step()
+        self.lr_schedulers().step()
+        return loss, acc
+
+    def _no_sync(self):
+        model = self.trainer.model if self._trainer is not None else None
+        return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, acc = self.contrastive_step(batch)
+        loss, acc = self.grad_cache_step(batch) if self.grad_cache is not None else self.contrastive_step(batch)
         size = batch["query_input_ids"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/acc", acc, prog_bar=True, batch_size=size)

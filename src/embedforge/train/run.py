@@ -123,7 +123,14 @@ def train(cfg: DictConfig) -> dict:
     module = EmbeddingModule(cfg, run_id=run_id, parent_run_id=parent)
     logger = build_logger(cfg.get("logger"))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks)
+    extra = {}
+    if module.grad_cache is not None:  # manual optimisation: the module clips, Lightning must not
+        if int(cfg.trainer.get("accumulate_grad_batches") or 1) != 1:
+            raise TrainConfigError("config key 'trainer.accumulate_grad_batches': must be 1 with loss.grad_cache "
+                                   "(GradCache grows the contrastive batch itself: raise data.batch_size)")
+        module.gradient_clip_val = cfg.trainer.get("gradient_clip_val")
+        extra["gradient_clip_val"] = None
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks, **extra)
     if _spawns_workers(trainer):
         module.configure_model()  # spawned workers get a copy; the main process must hold the weights too
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
