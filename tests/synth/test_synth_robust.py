@@ -176,3 +176,23 @@ def test_verbose_logging_writes_no_http_headers_or_key(tmp_path, server_factory,
     for leak in ("send_request_headers", "receive_response_headers", "Authorization", "authorization", fake_key):
         assert leak not in text
     assert not [line for line in text.splitlines() if "][httpcore" in line or "][httpx" in line]
+
+
+def test_a_day_long_retry_after_is_capped(server_factory, fake_key):
+    from embedforge.synth.client import ChatClient
+    from embedforge.synth.settings import ClientSettings
+
+    srv = server_factory(schedule=["429", None], retry_after_s=86400)
+    payload = {"model": "m", "messages": [{"role": "user", "content": "[kind: generate/sts]\nhi"}]}
+
+    async def go():
+        client = ChatClient(ClientSettings(base_url=srv.base_url, max_retry_after_s=0.3), fake_key)
+        t0 = time.monotonic()
+        try:
+            await client.complete(payload, 10)
+        finally:
+            await client.close()
+        return time.monotonic() - t0, client.counters
+
+    elapsed, counters = asyncio.run(go())
+    assert 0.3 <= elapsed < 5 and counters.retry_after_capped == 1 and counters.requests == 2
