@@ -196,3 +196,17 @@ def test_a_day_long_retry_after_is_capped(server_factory, fake_key):
 
     elapsed, counters = asyncio.run(go())
     assert 0.3 <= elapsed < 5 and counters.retry_after_capped == 1 and counters.requests == 2
+
+
+def test_unreadable_cache_lines_are_reported_and_counted(server_factory, make_settings, caplog):
+    srv = server_factory(seed=6)
+    s = make_settings(srv, "num_examples=10", *STS_ONLY)
+    _run(s)
+    lines = s.cache_path.read_text().splitlines()
+    damaged = [lines[0], "not json at all", "[1, 2]", '{"no_key": true}', *lines[1:]]
+    s.cache_path.write_text("\n".join(damaged) + "\n")
+    with caplog.at_level("WARNING"):
+        report = _run(s)
+    assert report["cache_lines_skipped"] == 3 and report["accepted"] == 10
+    assert f"{s.cache_path}:2:" in caplog.text and f"{s.cache_path}:4:" in caplog.text
+    assert srv.stats()["requests"] == 10  # the good lines still count as cached

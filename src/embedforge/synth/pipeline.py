@@ -280,6 +280,7 @@ class Pipeline:
         s.out_dir.mkdir(parents=True, exist_ok=True)
         self.cache = RequestCache(s.cache_path, fsync=s.fsync)
         log.info("%s: %d cached responses", s.cache_path, len(self.cache))
+        self.stats.cache_lines_skipped = len(self.cache.problems)
         self.examples = SortedSpool(s.out_dir / f".{EXAMPLES_FILE}.spool")
         self.rejects = SortedSpool(s.out_dir / f".{REJECTS_FILE}.spool")
         self.stats.items_total = s.num_examples

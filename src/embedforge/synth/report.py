@@ -40,6 +40,7 @@ class RunStats:
     task_definitions: dict[str, dict[str, int]] = field(default_factory=dict)
     planned_unique_tasks: int = 0
     batches: dict[str, int] = field(default_factory=dict)
+    cache_lines_skipped: int = 0  # unreadable cache lines (each logged as file:line)
     language_check: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -119,6 +120,7 @@ class RunStats:
             "retry_after_capped": self.client.retry_after_capped,
             "transport_failures": dict(self.client.failures),
             "cache_hits": self.cache_hits,
+            "cache_lines_skipped": self.cache_lines_skipped,
             "tokens": {
                 "prompt": self.paid_prompt_tokens,
                 "completion": self.paid_completion_tokens,

@@ -69,21 +69,24 @@ def repair_torn_tail(path: Path) -> int:
     return removed
 
 
-def iter_store_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) of a cache/state file; a bad line is warned about as file:line.
+def iter_store_records(path: Path, problems: list[str] | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) of a cache/state file; each bad line is logged as file:line.
 
     Used for files this module wrote itself, where the only expected damage is a torn last line
-    (repaired on open); anything else is reported and counted in `skipped` of the caller.
+    (repaired on open). Bad lines are also appended to `problems`, so callers can count them.
     """
     if not path.exists():
         return
     for lineno, obj, reason in iter_json_lines(path):
+        if reason is None and not isinstance(obj, dict):
+            reason = "not a JSON object"
         if reason:
-            log.warning("%s:%d: unreadable line skipped (%s)", path, lineno, reason)
-        elif isinstance(obj, dict):
-            yield lineno, obj
+            message = f"{path}:{lineno}: unreadable line skipped ({reason})"
+            log.warning(message)
+            if problems is not None:
+                problems.append(message)
         else:
-            log.warning("%s:%d: line is not a JSON object, skipped", path, lineno)
+            yield lineno, obj
 
 
 class JsonlAppender:
@@ -165,12 +168,12 @@ class RequestCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(self.path)
         self._entries: dict[str, CachedResponse] = {}
-        self.skipped = 0
-        for lineno, obj in iter_store_records(self.path):
+        self.problems: list[str] = []  # unreadable lines: logged, counted in the report
+        for lineno, obj in iter_store_records(self.path, self.problems):
             key = obj.get("key")
             if not isinstance(key, str):
-                self.skipped += 1
-                log.warning("%s:%d: cache entry without a key skipped", self.path, lineno)
+                self.problems.append(f"{self.path}:{lineno}: cache entry without a key skipped")
+                log.warning(self.problems[-1])
                 continue
             self._entries[key] = CachedResponse.from_dict(obj)
         self._writer = JsonlAppender(self.path, fsync=fsync)
