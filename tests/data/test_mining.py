@@ -179,6 +179,21 @@ def test_mine_records_input_never_takes_a_known_positive(minilm, tmp_path, monke
     assert len(mined[0]["negatives"]) == 18 and len(mined[5]["negatives"]) == 19
 
 
+def test_beir_query_ids_sharing_a_text_share_their_positives(tmp_path):
+    from embedforge.mining.inputs import read_beir
+
+    folder = tmp_path / "beir"
+    shutil.copytree(FIXTURE, folder)
+    with (folder / "queries.jsonl").open("a") as fh:  # q9: the text of q1, judged with another document
+        fh.write(json.dumps({"_id": "q9", "text": "how long should a steak rest after cooking"}) + "\n")
+    with (folder / "qrels" / "train.tsv").open("a") as fh:
+        fh.write("q9\tc4\t1\n")
+    data = read_beir(folder, "train", instruction="i", task_type="short_long", language="en", source=None)
+    steak = [t for t in data.targets if t.example.query.startswith("how long should a steak")]
+    rows = {data.corpus.index["c1"], data.corpus.index["c4"]}
+    assert len(steak) == 2 and all(t.known_positive_rows == rows for t in steak)
+
+
 @pytest.mark.parametrize("override,message", [
     ("negatives.rank_end=10", "negatives.rank_end: must be >= negatives.rank_start"),
     ("index.type=annoy", "index.type: unknown index 'annoy'"),

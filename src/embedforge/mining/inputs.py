@@ -91,6 +91,12 @@ def read_beir(folder: Path, split: str, *, instruction: str, task_type: str, lan
     source = source or f"beir:{folder.name}"
     targets, errors = [], []
     qrels_path = folder / "qrels" / f"{split}.tsv"
+    # Two query ids with the same text are one query: each knows the other's positives.
+    rows_of_text: dict[str, set[int]] = {}
+    for qid, judged in qrels.items():
+        if qid in query_text:
+            rows_of_text.setdefault(query_text[qid], set()).update(
+                corpus.index[doc] for doc, score in judged.items() if score > 0 and doc in corpus.index)
     for qid, judged in qrels.items():
         relevant = [doc for doc, score in judged.items() if score > 0]
         if qid not in query_text:
@@ -99,7 +105,7 @@ def read_beir(folder: Path, split: str, *, instruction: str, task_type: str, lan
         missing = [doc for doc in relevant if doc not in corpus.index]
         if missing:
             errors.append(f"{qrels_path}: query {qid!r} judges document(s) {missing[:3]} missing from corpus.jsonl")
-        rows = frozenset(corpus.index[doc] for doc in relevant if doc in corpus.index)
+        rows = frozenset(rows_of_text[query_text[qid]])
         for doc in relevant:
             if doc not in corpus.index:
                 continue
