@@ -1,0 +1,1 @@
+"""Export a trained encoder as a sentence-transformers folder (embedforge-export; docs/export.md)."""
