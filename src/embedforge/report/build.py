@@ -1,0 +1,92 @@
+"""Assemble the report: collect our rows, build the tables and the plot, write report.md / report.json / PNG."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from embedforge.report.categories import TaskTypes
+from embedforge.report.paper import Paper, load_paper
+from embedforge.report.plot import plot_deltas
+from embedforge.report.runs import Collected, RunInput, collect_records, collect_wandb
+from embedforge.report.tables import all_rows, deltas, per_task, summarise, table1, table5
+
+
+@dataclass
+class ReportSettings:
+    runs: list[RunInput] = field(default_factory=list)
+    wandb_project: str | None = None
+    wandb_filters: dict | None = None
+    baseline: str | None = None  # our row every delta is taken against (null: each paper row's own base)
+    labels: dict[str, str] = field(default_factory=dict)
+    task_types: dict[str, str] = field(default_factory=dict)
+    data_dirs: list[Path] = field(default_factory=list)
+    on_error: str = "fail"
+    compare_task_set: bool = True  # 56-task rows: check the names against mteb's MTEB(eng, v1)
+    title: str = "Results beside the paper"
+
+
+def _paper_tasks(paper: Paper) -> set[str] | None:
+    try:
+        import mteb
+
+        return {t.metadata.name for t in mteb.get_benchmark("MTEB(eng, v1)").tasks}
+    except Exception:  # not essential: the count check still runs
+        return None
+
+
+def collect(settings: ReportSettings, paper: Paper) -> Collected:
+    known = set(paper.table1) | set(paper.table5)
+    labels = {**{k: r.label for k, r in {**paper.table1, **paper.table5}.items()}, **settings.labels}
+    if settings.wandb_project:
+        return collect_wandb(settings.wandb_project, known, labels, settings.wandb_filters)
+    if not settings.runs:
+        raise ValueError("runs: empty; give run folders/globs (runs=[runs/paper_*/*,runs/evaluate/*]) or wandb.project")
+    return collect_records(settings.runs, known, labels, settings.on_error)
+
+
+def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = None) -> dict:
+    paper = paper or load_paper()
+    collected = collect(settings, paper)
+    rows = collected.rows
+    task_type = TaskTypes(settings.task_types, settings.data_dirs)
+    paper_tasks = None
+    if settings.compare_task_set and any(len(r.scores) == paper.n_tasks for r in rows.values()):
+        paper_tasks = _paper_tasks(paper)
+    delta_rows = deltas(paper, rows, settings.baseline)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = plot_deltas(delta_rows, out_dir / "ablation_deltas.png")
+    uncategorised = sorted({t for r in rows.values() for t in (summarise(r, task_type) or _Empty).uncategorised})
+    parts = [f"# {settings.title}", "",
+             f"Paper: {paper.source}. Ours: {len(rows)} rows from "
+             + (f"W&B project `{settings.wandb_project}`" if settings.wandb_project else f"{len(settings.runs)} input pattern(s)")
+             + ". Scores are main scores x 100; categories are means over our tasks of that MTEB type, "
+               "averages means over all our tasks.", "",
+             "## Table 1: data variants", "", table1(paper, rows, task_type, paper_tasks),
+             "## Table 5: ablations (Δ = row − its base)", "",
+             "Our deltas are taken on the tasks a row shares with its base. ", "", table5(paper, rows, settings.baseline),
+             f"![ablation deltas]({png.name})", "",
+             "## All our rows by category", "", all_rows(rows, task_type, paper),
+             "## Per task", "", per_task(rows)]
+    if uncategorised:
+        parts += [f"Tasks without a known category (not in mteb, no local task.json; excluded from the category "
+                  f"columns, included in averages): {', '.join(uncategorised)}", ""]
+    notes = [f"- `{k}`: {'; '.join(r.notes)}" for k, r in rows.items() if r.notes]
+    if notes:
+        parts += ["## Notes", "", *notes, ""]
+    if collected.skipped:
+        parts += [f"## Inputs not used ({len(collected.skipped)})", "", *[f"- {s}" for s in collected.skipped], ""]
+    parts += ["## Sources", "", *[f"- `{k}`: " + ", ".join(f"`{s}`" for s in r.sources) for k, r in rows.items()], ""]
+    markdown = "\n".join(parts)
+    (out_dir / "report.md").write_text(markdown, encoding="utf-8")
+    data = {"rows": {k: {"label": r.label, "scores": r.scores, "sources": r.sources, "notes": r.notes}
+                     for k, r in rows.items()},
+            "deltas": [asdict(d) for d in delta_rows], "skipped": collected.skipped}
+    (out_dir / "report.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return {"markdown": out_dir / "report.md", "json": out_dir / "report.json", "png": png,
+            "rows": len(rows), "skipped": len(collected.skipped)}
+
+
+class _Empty:
+    uncategorised: list[str] = []

@@ -1,0 +1,220 @@
+"""Our rows: task scores per table row, from run records on disk or from a W&B project.
+
+Input on disk: a list of globs (or {path, row, label} entries) matching run folders or JSON files:
+- a training run folder / its run_record.json (kind "train"): one row, keyed by its config;
+- an evaluation run folder / its run_record.json (kind "evaluate"): scores; they join the training
+  row whose run_id they name (`evaluated`), else form a row of their own;
+- a summary.json ({task: score x 100}): a row of its own.
+
+A row's key (which paper row it stands beside): the entry's `row`, else a `row:<key>` tag in the
+run's config, else a tag that is a paper row key, else its run_name (a leading "paper_"/"paper/" and
+"ablation_" are dropped when that gives a paper row key), else the folder name.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+RECORD_FILE = "run_record.json"
+SUMMARY_FILE = "summary.json"
+ROW_TAG = "row:"
+
+
+class ReportInputError(ValueError):
+    """An input is missing or malformed; the message names the file (and line) or the config key."""
+
+
+@dataclass
+class RunInput:
+    path: str
+    row: str | None = None
+    label: str | None = None
+
+
+@dataclass
+class OurRow:
+    key: str
+    label: str
+    scores: dict[str, float] = field(default_factory=dict)  # task -> main score x 100
+    sources: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    run_id: str | None = None
+    order: str = ""  # newest wins among runs with one key
+
+
+@dataclass
+class Collected:
+    rows: dict[str, OurRow]
+    skipped: list[str]  # "<where>: <why>" for every input that could not be used
+
+
+def row_key(config: dict | None, tags: list | None, run_name: str | None, known: set[str]) -> str | None:
+    tags = [str(t) for t in (tags if tags is not None else (config or {}).get("tags") or [])]
+    for tag in tags:
+        if tag.startswith(ROW_TAG):
+            return tag[len(ROW_TAG):]
+    for tag in tags:
+        if tag in known:
+            return tag
+    name = run_name or (config or {}).get("run_name")
+    if not name:
+        return None
+    candidate = str(name)
+    for prefix in ("paper_", "paper/", "paper-", "ablation_"):
+        if candidate not in known and candidate.startswith(prefix):
+            candidate = candidate[len(prefix):]
+    return candidate if candidate in known else str(name)
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ReportInputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except OSError as exc:
+        raise ReportInputError(f"{path}: cannot read ({exc.strerror})") from None
+    if not isinstance(data, dict):
+        raise ReportInputError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _scores(data: dict, path: Path) -> dict[str, float]:
+    bad = [k for k, v in data.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
+    if bad:
+        raise ReportInputError(f"{path}: scores must be numbers (task: score x 100); not for {bad[:3]}")
+    return {str(k): float(v) for k, v in data.items()}
+
+
+def _resolve_file(path: Path) -> Path:
+    if path.is_dir():
+        for name in (RECORD_FILE, SUMMARY_FILE):
+            if (path / name).is_file():
+                return path / name
+        raise ReportInputError(f"{path}: holds neither {RECORD_FILE} nor {SUMMARY_FILE}")
+    return path
+
+
+@dataclass
+class _Item:
+    path: Path
+    data: dict
+    spec: RunInput
+    kind: str  # train / evaluate / summary
+
+
+def _load_items(inputs: list[RunInput], on_error: str, skipped: list[str]) -> list[_Item]:
+    items, seen = [], set()
+    for index, spec in enumerate(inputs):
+        matches = sorted(glob.glob(os.path.expanduser(spec.path), recursive=True))
+        if not matches:
+            skipped.append(f"runs[{index}] {spec.path!r}: matched nothing")
+            continue
+        for match in matches:
+            try:
+                path = _resolve_file(Path(match))
+                if path.resolve() in seen:
+                    continue
+                seen.add(path.resolve())
+                data = _read(path)
+                if path.name == SUMMARY_FILE and "kind" not in data:
+                    items.append(_Item(path, _scores(data, path), spec, "summary"))
+                elif data.get("kind") in ("train", "evaluate"):
+                    if data["kind"] == "evaluate":
+                        _scores(data.get("results") or {}, path)
+                    items.append(_Item(path, data, spec, data["kind"]))
+                else:
+                    raise ReportInputError(f"{path}: not a run record (kind {data.get('kind')!r}) nor a {SUMMARY_FILE}")
+            except ReportInputError as exc:
+                if on_error == "fail":
+                    raise
+                log.warning("skipped: %s", exc)
+                skipped.append(str(exc))
+    return items
+
+
+def _add(rows: dict[str, OurRow], row: OurRow, order: str) -> None:
+    """One row per key; several runs with one key: the newest (timestamped folders sort by time) is used."""
+    row.order = order
+    old = rows.get(row.key)
+    if old is None:
+        rows[row.key] = row
+        return
+    newer, older = (row, old) if order >= old.order else (old, row)
+    newer.notes.append(f"an older run with this key is not used: {older.sources[0]}")
+    rows[row.key] = newer
+
+
+def collect_records(inputs: list[RunInput], known: set[str], labels: dict[str, str],
+                    on_error: str = "fail") -> Collected:
+    if on_error not in ("fail", "skip"):
+        raise ReportInputError(f"on_error: expected fail or skip, got {on_error!r}")
+    skipped: list[str] = []
+    items = _load_items(inputs, on_error, skipped)
+    evaluations: dict[str, list[_Item]] = {}
+    for item in items:
+        if item.kind == "evaluate" and item.data.get("evaluated"):
+            evaluations.setdefault(str(item.data["evaluated"]), []).append(item)
+    rows: dict[str, OurRow] = {}
+    attached: set[int] = set()
+    for item in (i for i in items if i.kind == "train"):
+        data = item.data
+        key = item.spec.row or row_key(data.get("config"), None, data.get("run_name"), known) or item.path.parent.name
+        row = OurRow(key, item.spec.label or labels.get(key) or str(data.get("run_name") or key),
+                     run_id=data.get("run_id"), sources=[str(item.path)])
+        for evaluation in sorted(evaluations.get(str(data.get("run_id")), []), key=lambda e: str(e.path)):
+            row.scores.update(_scores(evaluation.data.get("results") or {}, evaluation.path))  # newer wins per task
+            row.sources.append(str(evaluation.path))
+            attached.add(id(evaluation))
+        if not row.scores:
+            row.notes.append("no evaluation record names this run")
+        _add(rows, row, str(item.path))
+    for item in (i for i in items if i.kind in ("evaluate", "summary") and id(i) not in attached):
+        if item.kind == "evaluate":
+            config = item.data.get("config") or {}
+            key = item.spec.row or row_key(config, None, None, known) or item.path.parent.name
+            scores = _scores(item.data.get("results") or {}, item.path)
+            if item.data.get("evaluated"):
+                skipped.append(f"{item.path}: evaluates run {item.data['evaluated']!r}, which no input holds; "
+                               f"shown as row {key!r}")
+        else:
+            key, scores = item.spec.row or item.path.parent.name, item.data
+        row = OurRow(key, item.spec.label or labels.get(key) or key, dict(scores), sources=[str(item.path)])
+        _add(rows, row, str(item.path))
+    return Collected(rows=rows, skipped=skipped)
+
+
+def collect_wandb(project: str, known: set[str], labels: dict[str, str], filters: dict | None = None) -> Collected:
+    """Rows from a W&B project: each run's config (run_name, tags) and its logged eval/<task> scores."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "disabled", "dryrun"):
+        raise ReportInputError(f"wandb.project={project}: the W&B API needs the network, but WANDB_MODE={mode} "
+                               "(use runs=[...] with local run records instead)")
+    try:
+        import wandb
+
+        api = wandb.Api(timeout=30)
+        runs = list(api.runs(project, filters=filters or {}))
+    except Exception as exc:  # no network, no login, unknown project
+        raise ReportInputError(f"wandb.project={project}: cannot read the project through the W&B API "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    rows: dict[str, OurRow] = {}
+    skipped: list[str] = []
+    for run in runs:
+        config = dict(run.config or {})
+        key = row_key(config, list(run.tags or []) + list(config.get("tags") or []), config.get("run_name") or run.name,
+                      known) or run.name
+        scores = {k[len("eval/"):]: float(v) for k, v in dict(run.summary).items()
+                  if k.startswith("eval/") and not k.startswith("eval/category/") and isinstance(v, (int, float))}
+        row = OurRow(key, labels.get(key) or str(config.get("run_name") or run.name), scores,
+                     sources=[f"wandb:{project}/{run.id}"], run_id=run.id)
+        if not scores:
+            row.notes.append("no eval/<task> scores logged")
+        _add(rows, row, str(getattr(run, "created_at", "")))
+    return Collected(rows=rows, skipped=skipped)
