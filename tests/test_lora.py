@@ -55,3 +55,103 @@ def test_gradient_checkpointing_gives_the_same_lora_gradients(tiny_mistral_path)
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
     assert any(g.abs().sum() > 0 for g in grads[0].values())
+
+
+# ---------------------------------------------------------------------------------------------- shared dropout
+def _copies(model, r=4, dropout=0.0):
+    import copy
+
+    ref = apply_lora(copy.deepcopy(model), LoraSettings(r=r, dropout=dropout, share_dropout=False))
+    new = apply_lora(copy.deepcopy(model), LoraSettings(r=r, dropout=dropout))
+    for name, param in ref.named_parameters():
+        if "lora_B" in name:  # zero at init: perturb so the adapter changes the output
+            torch.nn.init.normal_(param, std=0.1)
+    new.load_state_dict(ref.state_dict())
+    return ref, new
+
+
+def test_lean_lora_forward_equals_pefts_without_dropout(tiny_mistral_path):
+    """Same outputs and LoRA gradients as peft's own forward (dropout 0), and the same state dict."""
+    from embedforge.model.lora import SharedDropoutLoraLinear
+
+    model = AutoModel.from_pretrained(str(tiny_mistral_path), dtype=torch.float32)
+    ref, new = _copies(model)
+    assert ref.state_dict().keys() == new.state_dict().keys()
+    assert sum(isinstance(m, SharedDropoutLoraLinear) for m in new.modules()) == 14  # 7 per layer, 2 layers
+    assert not any(isinstance(m, SharedDropoutLoraLinear) for m in ref.modules())
+    ids = torch.randint(3, 500, (2, 7))
+    results = []
+    for peft_model in (ref, new):
+        peft_model.train()
+        out = peft_model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        out.pow(2).sum().backward()
+        results.append((out.detach(), {n: p.grad for n, p in peft_model.named_parameters() if p.requires_grad}))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-5)
+    for name, grad in results[0][1].items():
+        assert torch.allclose(grad, results[1][1][name], atol=1e-5, rtol=1e-4), name
+
+
+class _Siblings(torch.nn.Module):
+    """q, k, v read one input (as in attention); o reads another."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v, self.o = (torch.nn.Linear(6, 5) for _ in range(4))
+
+    def forward(self, x):
+        return self.o(torch.tanh(self.q(x) * self.k(x) + self.v(x)) @ torch.ones(5, 6))
+
+
+def test_siblings_share_one_mask_and_match_the_formula(monkeypatch):
+    import embedforge.model.lora as lora_module
+
+    drawn = []
+    draw = lora_module.draw_keep_mask
+    monkeypatch.setattr(lora_module, "draw_keep_mask", lambda x, p: drawn.append(draw(x, p)) or drawn[-1])
+    torch.manual_seed(0)
+    model = apply_lora(_Siblings(), LoraSettings(r=2, alpha=4, dropout=0.5, target_modules=["q", "k", "v", "o"]))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)
+    model.train()
+    x = torch.randn(3, 4, 6, requires_grad=True)
+    out = model(x)
+    assert len(drawn) == 2  # one mask for q/k/v's shared input, one for o's
+    keep = drawn[0]
+    assert keep.dtype == torch.bool and 0.2 < keep.float().mean() < 0.8  # Bernoulli(0.5)
+
+    # Independent reference: the LoRA formula by hand with the masks that were drawn.
+    inner = model.base_model.model
+    def adapted(layer, inp, mask):
+        a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+        return layer.base_layer(inp) + (inp * mask / 0.5) @ a.t() @ b.t() * layer.scaling["default"]
+    q, k, v = (adapted(getattr(inner, n), x, keep) for n in "qkv")
+    hidden = torch.tanh(q * k + v) @ torch.ones(5, 6)
+    expected = adapted(inner.o, hidden, drawn[1])
+    assert torch.allclose(out, expected, atol=1e-6)
+    grads = torch.autograd.grad(out.pow(2).sum(), [x] + [p for p in model.parameters() if p.requires_grad])
+    expected_grads = torch.autograd.grad(expected.pow(2).sum(), [x] + [p for p in model.parameters() if p.requires_grad])
+    for got, want in zip(grads, expected_grads):
+        assert torch.allclose(got, want, atol=1e-5)
+
+    model.eval()  # no dropout at inference: plain LoRA, no masks drawn
+    drawn.clear()
+    model(x)
+    assert not drawn
+
+
+def test_bert_draws_one_mask_per_distinct_input(monkeypatch):
+    import embedforge.model.lora as lora_module
+    from embedforge.model.loading import load_backbone
+
+    drawn = []
+    draw = lora_module.draw_keep_mask
+    monkeypatch.setattr(lora_module, "draw_keep_mask", lambda x, p: drawn.append(1) or draw(x, p))
+    model, _ = load_backbone("embedded:all-MiniLM-L6-v2")
+    peft_model = apply_lora(model, LoraSettings(r=4, dropout=0.1))
+    peft_model.train()
+    ids = torch.randint(1000, 2000, (2, 5))
+    peft_model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    # 6 adapted linears a layer (query, key, value, attention output, intermediate, output), 6 layers:
+    # query/key/value share their input, so 4 masks a layer instead of 6.
+    assert len(drawn) == 4 * 6
