@@ -302,3 +302,18 @@ def test_upload_offline_fails_naming_the_repo(tmp_path, monkeypatch):
     with pytest.raises(HubUploadError, match="me/my-embedder") as err:
         upload_folder(tmp_path, "me/my-embedder")
     assert "hf_secret_value_never_shown" not in str(err.value) and str(tmp_path) in str(err.value)
+
+
+@pytest.mark.parametrize("pooling", ["weighted_mean", "cls"])
+def test_other_pooling_modes_export_exactly_with_left_padding(pooling, tmp_path, tiny_mistral_path):
+    from embedforge.export.st_export import PromptOptions, export_encoder
+
+    encoder = _lora_encoder(str(tiny_mistral_path), pooling, 32, seed=2)
+    result = export_encoder(encoder.save(tmp_path / "encoder"), tmp_path / "st", prompt_options=PromptOptions(enabled=False),
+                            verify=False)
+    model = _st(result.folder)
+    assert json.loads((result.folder / "1_Pooling" / "config.json").read_text())["pooling_mode"] == pooling.replace("_", "")
+    reference = encoder.encode(TEXTS)
+    for side in ("right", "left"):
+        model.tokenizer.padding_side = side
+        np.testing.assert_allclose(model.encode(TEXTS, convert_to_numpy=True), reference, atol=1e-5, err_msg=side)
