@@ -57,3 +57,32 @@ class StopAfterSteps(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step >= self.steps:
             trainer.should_stop = True
+
+
+class RecordQueries(pl.Callback):
+    """Appends, per trained batch, the token ids of its queries (one JSON line per batch, per rank)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        import json
+
+        rows = [row[mask.bool()].tolist() for row, mask in zip(batch["query_input_ids"], batch["query_attention_mask"])]
+        with open(f"{self.path}.rank{trainer.global_rank}", "a") as fh:
+            fh.write(json.dumps({"step": trainer.global_step, "queries": rows}) + "\n")
+
+
+class KillAtStep(pl.Callback):
+    """SIGKILLs its own process at the start of the batch after `step` optimiser steps, as an OOM
+    killer or a lost node would: no hook, no clean-up, only what is on disk survives."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        import os
+        import signal
+
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

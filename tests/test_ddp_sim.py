@@ -107,3 +107,26 @@ def test_without_sharing_negatives_the_gradients_differ(compose_train, tmp_path)
     """The check above can fail: each rank seeing only its own negatives is a different loss."""
     dumps, ref_loss, ref_grads = run_two_processes(compose_train, tmp_path, share=False)
     assert not torch.allclose((dumps[0]["loss"] + dumps[1]["loss"]) / 2, ref_loss, atol=1e-4)
+
+
+def test_ddp_sim_run_with_csv_logger_records_real_steps_and_saves_trained_weights(compose_train, tmp_path):
+    """As a user runs it: `trainer=ddp_sim logger=csv` finishes, the record counts the steps the spawned
+    ranks trained, and the saved encoder holds the trained (not the initial) weights."""
+    from embedforge.model.builder import load_encoder
+    from embedforge.train.run import train
+
+    cfg = compose_train("model=tiny-mistral", "pooling=last_token", "trainer=ddp_sim", "lora=r8",
+                        "data.batch_size=4", "data.max_train_examples=16", "trainer.max_steps=2",
+                        "data.val_batch_size=32", "run_name=ddpcsv", "optim.lr=1e-2", "optim.warmup_steps=1")
+    cfg.logger = compose_train("logger=csv").logger
+    record = train(cfg)
+    run_dir = tmp_path / "runs" / "ddpcsv" / "run"
+    assert record["global_step"] == 2
+    header = (run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/loss" in header and "val/ndcg@10" in header
+    saved = {n: p for n, p in load_encoder(record["encoder_dir"]).named_parameters() if "lora_B" in n}
+    stored = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert saved and all(p.abs().sum() > 0 for p in saved.values())  # LoRA B starts at zero: it was trained
+    for name, param in saved.items():
+        assert torch.allclose(param, stored["encoder." + name.replace(".default", "")]
+                              if "encoder." + name.replace(".default", "") in stored else stored["encoder." + name])

@@ -12,13 +12,13 @@ COMMON = ["model=tiny-mistral", "pooling=last_token", "lora=r8", "data.batch_siz
           "data.val_files=null", "validate_before_fit=false", "save_encoder=false", "optim.warmup_steps=1"]
 
 
-def run(compose_train, tmp_path, name, epochs, *extra):
+def run(compose_train, tmp_path, name, epochs, *extra, folder="run"):
     steps_file = tmp_path / f"{name}-{epochs}-steps.json"
     cfg = compose_train(*COMMON, f"run_name={name}", f"trainer.max_epochs={epochs}",
                         "+callbacks.steps._target_=callbacks_for_tests.RecordSteps", f"+callbacks.steps.path={steps_file}",
-                        *extra)
+                        f"paths.output_dir=${{paths.output_root}}/${{run_name}}/{folder}", *extra)
     train(cfg)
-    return json.loads(steps_file.read_text()), torch.load(tmp_path / "runs" / name / "run" / "checkpoints" / "last.ckpt",
+    return json.loads(steps_file.read_text()), torch.load(tmp_path / "runs" / name / folder / "checkpoints" / "last.ckpt",
                                                           weights_only=False)
 
 
@@ -27,7 +27,7 @@ def test_resume_from_last_continues_exactly(compose_train, tmp_path):
     # Same schedule (2 epochs), interrupted after the first epoch's checkpoint.
     steps_half, half = run(compose_train, tmp_path, "split", 2, "+callbacks.stop._target_=callbacks_for_tests.StopAfterSteps",
                            "+callbacks.stop.steps=2")
-    steps_rest, resumed = run(compose_train, tmp_path, "split", 2, "ckpt_path=last")
+    steps_rest, resumed = run(compose_train, tmp_path, "split", 2, "ckpt_path=last", folder="resumed")
 
     assert steps_full == {"first_step": 0, "batches": 4}
     assert steps_half == {"first_step": 0, "batches": 2}

@@ -92,7 +92,30 @@ def run(cfg: DictConfig) -> Path:
     summary = write_summary(out.out_dir, out.results, out.tasks, extra={"seconds": round(out.seconds, 1)})
     print((out.out_dir / "summary.md").read_text(encoding="utf-8"))
     log.info("evaluated %d tasks in %.0f s", len(tasks), out.seconds)
+    record_evaluation(cfg, encoder, policy, summary, out.seconds)
     return summary
+
+
+def record_evaluation(cfg: DictConfig, encoder, policy, summary: Path, seconds: float) -> Path | None:
+    """The evaluation's run record, in the run's own folder (`record_dir`, by default Hydra's run folder)."""
+    import json
+
+    from embedforge.run_record import build_run_record, write_run_record
+    from embedforge.train.loggers import redact
+
+    folder = cfg.get("record_dir")
+    if not folder:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return None  # called as a library function: the results folder is the record
+        folder = HydraConfig.get().runtime.output_dir
+    record = build_run_record(
+        "evaluate", run_id=f"evaluate/{Path(folder).name}", evaluated=encoder.trained_with.get("run_id"),
+        encoder=encoder.describe(), instructions=vars(policy), results=json.loads(summary.read_text()),
+        results_dir=str(summary.parent), wall_time_s=round(seconds, 1),
+        config=redact(OmegaConf.to_container(cfg, resolve=True)))
+    return write_run_record(folder, record)
 
 
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="evaluate", version_base="1.3")

@@ -74,6 +74,7 @@ class EmbeddingDataModule(pl.LightningDataModule):
         self.val_examples: list[Example] = []
         self.mixture: Mixture | None = None
         self.sampler: SourceBatchSampler | None = None
+        self._resume: dict | None = None
 
     def collator(self, hard_negatives: int) -> ContrastiveCollator:
         return ContrastiveCollator(
@@ -115,6 +116,11 @@ class EmbeddingDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.sampler = self.train_sampler()
+        state, self._resume = self._resume, None
+        if state and 0 < state["batches_trained"] < state["batches_in_epoch"]:
+            # A mid-epoch checkpoint: this epoch's order again, without the batches already trained.
+            self.sampler.load_state_dict({"seed": state["seed"], "mode": state["mode"], "epoch": state["epoch"],
+                                          "batches_yielded": state["batches_trained"]})
         return DataLoader(
             ExampleDataset(self.train_examples),
             batch_size=None,  # each item the sampler yields is one batch
@@ -122,6 +128,20 @@ class EmbeddingDataModule(pl.LightningDataModule):
             collate_fn=self.collator(int(self.cfg.hard_negatives)),
             num_workers=int(self.cfg.get("num_workers", 0)),
         )
+
+    # -- exact resume: Lightning stores this in every checkpoint and hands it back on resume ----------
+    def state_dict(self) -> dict:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or self.sampler is None:
+            return {}
+        # Step checkpoints are written at the end of a batch: it is processed, not yet counted as completed.
+        # The loop's count, not the sampler's: the DataLoader fetches ahead of training.
+        trained = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"seed": self.seed, "mode": self.sampler.mode, "epoch": trainer.current_epoch,
+                "batches_trained": int(trained), "batches_in_epoch": len(self.sampler)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state) if state else None
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_examples:

@@ -148,6 +148,11 @@ class EmbeddingModule(pl.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=size)
         return loss
 
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        # The step count as a metric: spawned ranks hand their metrics back to the main process, not
+        # their loop state, and the run record must say how many steps were really trained.
+        self.log("train/global_step", float(self.global_step), batch_size=batch["query_input_ids"].shape[0])
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._val_outputs.append({
             "q": self.embed(batch["query_input_ids"], batch["query_attention_mask"]),
@@ -187,13 +192,31 @@ class EmbeddingModule(pl.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
         # RNG states, so dropout after a resume draws what the uninterrupted run would have drawn.
         checkpoint["rng_states"] = capture_rng_states()
+        # Where a resume must put them back: a step checkpoint mid-epoch is followed directly by the next
+        # batch, an epoch-end one first by a new DataLoader iterator, whose creation draws from the RNG.
+        trainer = self._trainer
+        mid_epoch = trainer is not None and (
+            trainer.fit_loop.epoch_loop.batch_progress.current.processed < trainer.num_training_batches)
+        checkpoint["rng_restore_at"] = "next_batch" if mid_epoch else "load"
+        # The W&B run to continue after a resume (run.py reopens it with resume="allow").
+        logger = self._trainer.logger if self._trainer is not None else None
+        if type(logger).__name__ == "WandbLogger":
+            checkpoint["wandb_run_id"] = logger.experiment.id
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Called before Lightning loads the weights (non-strictly): every trainable tensor must be there.
         expected = {name for name, p in self.named_parameters() if p.requires_grad}
         check_trainable_keys(expected, set(checkpoint["state_dict"]), "ckpt_path")
         if "rng_states" in checkpoint:
-            restore_rng_states(checkpoint["rng_states"])
+            if checkpoint.get("rng_restore_at") == "next_batch":
+                self._rng_on_next_batch = checkpoint["rng_states"]
+            else:
+                restore_rng_states(checkpoint["rng_states"])
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        states, self._rng_on_next_batch = getattr(self, "_rng_on_next_batch", None), None
+        if states is not None:
+            restore_rng_states(states)
 
 
 def capture_rng_states() -> dict:

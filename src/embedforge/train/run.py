@@ -5,8 +5,6 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedforge.model.builder import load_tokenizer, settings_from_config
 from embedforge.model.encoder import ENCODER_FILE
-from embedforge.paths import REPO_ROOT
+from embedforge.run_record import RECORD_FILE, build_run_record, write_run_record
 from embedforge.train.config_checks import TrainConfigError, check_train_config
 from embedforge.train.datamodule import EmbeddingDataModule
 from embedforge.train.loggers import build_logger, redact
@@ -78,12 +76,22 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(cfg.ckpt_path)
 
 
-def _git_sha() -> str:
+def _wandb_run_id(logger) -> str | None:
+    if logger is None or type(logger).__name__ != "WandbLogger":
+        return None
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
+        return logger.experiment.id
+    except Exception:  # a disabled or failed W&B run has no id; the record says so with null
+        return None
+
+
+def _throughput(trainer: pl.Trainer) -> dict | None:
+    """Averages from the throughput callback, if one ran (train/callbacks.py)."""
+    for callback in trainer.callbacks:
+        summary = getattr(callback, "summary", None)
+        if callable(summary):
+            return summary()
+    return None
 
 
 def format_metrics(before: dict, after: dict) -> str:
@@ -121,7 +129,8 @@ def train(cfg: DictConfig) -> dict:
     datamodule.setup("fit")
     run_id, parent = _run_id(cfg), parent_run_id(init_from)
     module = EmbeddingModule(cfg, run_id=run_id, parent_run_id=parent)
-    logger = build_logger(cfg.get("logger"))
+    resumed_wandb = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("wandb_run_id") if ckpt_path else None
+    logger = build_logger(cfg.get("logger"), resume_wandb_id=resumed_wandb)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and c.get("_target_")]
     extra = {}
     if module.grad_cache is not None:  # manual optimisation: the module clips, Lightning must not
@@ -135,7 +144,7 @@ def train(cfg: DictConfig) -> dict:
         module.configure_model()  # spawned workers get a copy; the main process must hold the weights too
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     if logger is not None:
-        logger.log_hyperparams(resolved)
+        logger.log_hyperparams({**resolved, "data_mixture": datamodule.mixture_counts()})
 
     has_val = bool(cfg.data.get("val_files"))
     before = trainer.validate(module, datamodule=datamodule, verbose=False)[0] if has_val and cfg.validate_before_fit else {}
@@ -144,33 +153,34 @@ def train(cfg: DictConfig) -> dict:
     after = trainer.validate(module, datamodule=datamodule, verbose=False)[0] if has_val else {}
     wall = time.perf_counter() - started
 
-    record = {
-        "run_name": cfg.run_name,
-        "run_id": run_id,
-        "parent_run": {"run_id": parent, "encoder": init_from, "init_mode": cfg.model.init_mode} if init_from else None,
-        "val_before": before,
-        "val_after": after,
-        "global_step": trainer.global_step,
-        "train_metrics": train_metrics,
-        "encoder": module.encoder.describe() if module.encoder is not None else None,
-        "wall_time_s": round(wall, 1),
-        "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
-        "hardware": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-        "versions": {"torch": torch.__version__, "pytorch_lightning": pl.__version__, "python": platform.python_version()},
-        "git_sha": _git_sha(),
-        "config": resolved,
-    }
+    trained_steps = trainer.global_step or int(train_metrics.get("train/global_step", 0))
+    record = build_run_record(
+        "train",
+        run_name=cfg.run_name,
+        run_id=run_id,
+        parent_run={"run_id": parent, "encoder": init_from, "init_mode": cfg.model.init_mode} if init_from else None,
+        wandb_run_id=_wandb_run_id(logger),
+        data=datamodule.mixture_counts() if hasattr(datamodule, "mixture_counts") else None,
+        val_before=before,
+        val_after=after,
+        global_step=trained_steps,
+        train_metrics=train_metrics,
+        throughput=_throughput(trainer),
+        encoder=module.encoder.describe() if module.encoder is not None else None,
+        wall_time_s=round(wall, 1),
+        config=resolved,
+    )
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
         out = Path(cfg.paths.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         if cfg.save_encoder:
             record["encoder_dir"] = str(module.encoder.save(out / "encoder"))
-        (out / "run_record.json").write_text(json.dumps(record, indent=2, default=str))
+        write_run_record(out, record)
         if before or after:
             print("\nValidation (held-out demo records; corpus = distinct validation positives)")
             print(format_metrics({k.removeprefix("val/"): v for k, v in before.items()},
                                  {k.removeprefix("val/"): v for k, v in after.items()}))
-        print(f"\ntrained {trainer.global_step} steps in {wall:.1f} s; run record: {out / 'run_record.json'}")
+        print(f"\ntrained {trained_steps} steps in {wall:.1f} s; run record: {out / RECORD_FILE}")
     if logger is not None and type(logger).__name__ == "WandbLogger":
         import wandb
 

@@ -1,0 +1,100 @@
+"""Run records: one JSON per finished run (training or evaluation), one format, written once.
+
+A record says what ran (resolved config without secrets, parent run), on what (hardware, package
+versions, git sha and whether the tree was dirty), and what came out (metrics, results, throughput,
+peak memory). `write_run_record` refuses to overwrite: a finished record is never edited, so tables
+built from records (embedforge-report) can be trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+RECORD_FILE = "run_record.json"
+FORMAT_VERSION = 1
+PACKAGES = ("torch", "transformers", "peft", "pytorch-lightning", "mteb", "sentence-transformers", "embedforge")
+
+
+def package_versions(packages=PACKAGES) -> dict[str, str | None]:
+    versions = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(repo: Path | None = None) -> dict:
+    """{"sha": HEAD, "dirty": uncommitted changes to tracked files} of the embedforge checkout (None outside git)."""
+    from embedforge.paths import REPO_ROOT
+
+    repo = repo or REPO_ROOT
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"sha": sha, "dirty": None if status is None else bool(status)}
+
+
+def hardware() -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
+            "cpu_count": __import__("os").cpu_count(), "gpus": []}
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def peak_memory() -> dict:
+    """Peak resident memory of this process (and its finished children, e.g. spawned ranks), and GPU peak."""
+    import torch
+
+    to_gb = 1 / 2**20 if sys.platform != "darwin" else 1 / 2**30  # ru_maxrss: KiB on Linux, bytes on macOS
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * to_gb
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * to_gb
+    gpu = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    return {"rss_gb": round(max(own, children), 2), "gpu_gb": None if gpu is None else round(gpu, 2)}
+
+
+def environment() -> dict:
+    return {"hardware": hardware(), "versions": package_versions(), "git": git_state(), "argv": sys.argv}
+
+
+def build_run_record(kind: str, **fields) -> dict:
+    """kind: "train" or "evaluate"; fields: run_id, config, metrics, ... (None values are kept: missing, not invented)."""
+    if kind not in ("train", "evaluate"):
+        raise ValueError(f"run record kind must be 'train' or 'evaluate', got {kind!r}")
+    return {"format_version": FORMAT_VERSION, "kind": kind, **fields, "peak_memory": peak_memory(), **environment()}
+
+
+def write_run_record(folder: str | Path, record: dict) -> Path:
+    """Write `folder/run_record.json` once; an existing record is never overwritten."""
+    path = Path(folder) / RECORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2, default=str)
+    except FileExistsError:
+        raise FileExistsError(f"{path}: a finished run record is never rewritten; use a new run folder") from None
+    return path
+
+
+def read_run_record(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_FILE
+    return json.loads(path.read_text(encoding="utf-8"))
