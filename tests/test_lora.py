@@ -1,5 +1,6 @@
 """LoRA on all linear layers: the paper's 42M on Mistral-7B, and the decoder paths on the tiny model."""
 
+import pytest
 import torch
 from transformers import AutoModel, MistralConfig
 
@@ -102,8 +103,11 @@ class _Siblings(torch.nn.Module):
         return self.o(torch.tanh(self.q(x) * self.k(x) + self.v(x)) @ torch.ones(5, 6))
 
 
-def test_siblings_share_one_mask_and_match_the_formula(monkeypatch):
+@pytest.mark.parametrize("block_elements", [1 << 22, 7])  # one block; one row a block
+def test_siblings_share_one_mask_and_match_the_formula(monkeypatch, block_elements):
     import embedforge.model.lora as lora_module
+
+    monkeypatch.setattr(lora_module, "_BLOCK_ELEMENTS", block_elements)
 
     drawn = []
     draw = lora_module.draw_keep_mask

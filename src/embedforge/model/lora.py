@@ -60,14 +60,15 @@ def linear_layer_names(model: nn.Module) -> list[str]:
     return sorted({path.split(".")[-1] for path in linear_layer_paths(model)})
 
 
-def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
+def lora_config(model: nn.Module, settings: LoraSettings):
+    """The peft LoraConfig for `model` (also what benchmarks hand to other trainers)."""
+    from peft import LoraConfig
 
     targets = settings.target_modules
     if targets in ("all-linear", "all_linear"):
         # Full paths, not leaf names: BERT's pooler is also called "dense" and must stay out.
         targets = linear_layer_paths(model)
-    config = LoraConfig(
+    return LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
@@ -75,7 +76,12 @@ def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
         bias="none",
         **settings.extra,
     )
-    peft_model = get_peft_model(model, config)
+
+
+def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
+    from peft import get_peft_model
+
+    peft_model = get_peft_model(model, lora_config(model, settings))
     if settings.share_dropout:
         use_shared_dropout_forward(peft_model)
     return peft_model
@@ -106,10 +112,41 @@ class _MaskCache:
         self.entry = None
 
 
+# Masked copies of the input are made a block of rows at a time, so the transient stays ~16 MB
+# (fp32) whatever the batch: large temporaries are what inflates peak memory, on CPU above all.
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def _row_blocks(rows: int, width: int):
+    step = max(1, _BLOCK_ELEMENTS // max(width, 1))
+    return ((start, min(start + step, rows)) for start in range(0, rows, step))
+
+
 def draw_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     """Bernoulli(1 - p) keep mask shaped like x, as bool (1 byte an element), from the global RNG
-    (so GradCache and activation checkpointing replay it)."""
-    return torch.empty(x.shape, device=x.device, dtype=torch.float32).bernoulli_(1.0 - p).bool()
+    (so GradCache and activation checkpointing replay it); drawn in blocks of rows."""
+    mask = torch.empty(x.shape, device=x.device, dtype=torch.bool)
+    flat = mask.view(-1, x.shape[-1]) if x.dim() > 1 else mask.view(1, -1)
+    for start, stop in _row_blocks(flat.shape[0], flat.shape[1]):
+        torch.ge(torch.rand(stop - start, flat.shape[1], device=x.device), p, out=flat[start:stop])
+    return mask
+
+
+def _masked_matmul(x2: torch.Tensor, mask2: torch.Tensor | None, other: torch.Tensor, dtype, left=None):
+    """(x2 * mask2) @ other, or left @ (x2 * mask2) when `left` is given, block by block of rows."""
+    if mask2 is None:
+        x = x2.to(dtype)
+        return x @ other if left is None else left @ x
+    rows = x2.shape[0]
+    out = (torch.empty(rows, other.shape[1], device=x2.device, dtype=dtype) if left is None
+           else torch.zeros(left.shape[0], x2.shape[1], device=x2.device, dtype=dtype))
+    for start, stop in _row_blocks(rows, x2.shape[1]):
+        block = x2[start:stop].to(dtype).mul_(mask2[start:stop]) if x2.dtype != dtype else x2[start:stop] * mask2[start:stop]
+        if left is None:
+            torch.mm(block, other, out=out[start:stop])
+        else:
+            out.addmm_(left[:, start:stop], block)
+    return out
 
 
 class _LoraDelta(torch.autograd.Function):
@@ -120,9 +157,11 @@ class _LoraDelta(torch.autograd.Function):
     def forward(ctx, result, x, mask, weight_a, weight_b, scale, keep_scale, compute_dtype):
         with torch.autocast(device_type=x.device.type, enabled=False):
             x2 = x.reshape(-1, x.shape[-1])
-            dropped = x2 if mask is None else x2 * mask.reshape(x2.shape) * keep_scale
+            mask2 = None if mask is None else mask.reshape(x2.shape)
             a, b = weight_a.to(compute_dtype), weight_b.to(compute_dtype)
-            low = dropped.to(compute_dtype) @ a.t()
+            low = _masked_matmul(x2, mask2, a.t(), compute_dtype)
+            if mask is not None:
+                low.mul_(keep_scale)  # the 1 / (1 - p) of inverted dropout, on the rank-r side
             flat = result.view(-1, result.shape[-1])
             if flat.dtype == compute_dtype:
                 torch.addmm(flat, low, b.t(), alpha=scale, out=flat)  # in place (addmm_ escapes FLOP counters)
@@ -140,17 +179,19 @@ class _LoraDelta(torch.autograd.Function):
         g = grad.reshape(-1, grad.shape[-1]).to(dtype)
         a, b = weight_a.to(dtype), weight_b.to(dtype)
         grad_low = (g @ b).mul_(ctx.scale)                      # (T, r)
+        if mask is not None:
+            grad_low.mul_(ctx.keep_scale)
         grad_x = grad_a = grad_b = None
         if ctx.needs_input_grad[4]:
             grad_b = (g.t() @ low).mul_(ctx.scale).to(weight_b.dtype)
         if ctx.needs_input_grad[3]:
-            x2 = x.reshape(-1, x.shape[-1]).to(dtype)
-            dropped = x2 if mask is None else x2 * mask.reshape(x2.shape) * ctx.keep_scale
-            grad_a = (grad_low.t() @ dropped).to(weight_a.dtype)
+            x2 = x.reshape(-1, x.shape[-1])
+            mask2 = None if mask is None else mask.reshape(x2.shape)
+            grad_a = _masked_matmul(x2, mask2, None, dtype, left=grad_low.t()).to(weight_a.dtype)
         if ctx.needs_input_grad[1]:
             grad_x = grad_low @ a
             if mask is not None:
-                grad_x = grad_x.mul_(mask.reshape(grad_x.shape)).mul_(ctx.keep_scale)
+                grad_x = grad_x.mul_(mask.reshape(grad_x.shape))
             grad_x = grad_x.reshape(x.shape).to(x.dtype)
         return grad, grad_x, None, grad_a, grad_b, None, None, None
 
