@@ -78,3 +78,22 @@ def test_callback_inside_embedforge_train(compose_train, tasks_root):
     values = [float(row.split(",")[column]) for row in rows if row.split(",")[column]]
     assert len(values) >= 2, "expected scores during training (every 2 of 4 steps), not only at the end"
     assert all(-100 <= v <= 100 for v in values)
+
+
+def test_callback_under_two_processes_does_not_hang(compose_train, tasks_root):
+    """ddp_sim: rank 0 evaluates while rank 1 waits at the callback's CPU barrier (not at the next
+    gradient all-reduce); both continue and the scores reach the log."""
+    from pathlib import Path
+
+    from embedforge.train.run import train
+
+    cfg = compose_train("model=tiny-mistral", "pooling=last_token", "callbacks=with_mteb_eval", "trainer=ddp_sim",
+                        f"callbacks.mteb_eval.data_dir={tasks_root}", "callbacks.mteb_eval.tasks=[MySTS]",
+                        "callbacks.mteb_eval.every_n_steps=1", "data.batch_size=4", "data.max_train_examples=16",
+                        "data.val_files=null", "validate_before_fit=false", "save_encoder=false", "run_name=ddpeval")
+    cfg.logger = compose_train("logger=csv").logger
+    record = train(cfg)
+    assert record["global_step"] == 2
+    header, *rows = (Path(cfg.paths.output_dir) / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    column = header.split(",").index("val/MySTS/cosine_spearman")
+    assert sum(1 for row in rows if row.split(",")[column]) >= 2  # after step 1 and step 2 (end)

@@ -88,9 +88,9 @@ def _wandb_run_id(logger) -> str | None:
 def _throughput(trainer: pl.Trainer) -> dict | None:
     """Averages from the throughput callback, if one ran (train/callbacks.py)."""
     for callback in trainer.callbacks:
-        summary = getattr(callback, "summary", None)
-        if callable(summary):
-            return summary()
+        averages = getattr(callback, "run_averages", None)
+        if callable(averages):
+            return averages()
     return None
 
 
