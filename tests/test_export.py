@@ -317,3 +317,26 @@ def test_other_pooling_modes_export_exactly_with_left_padding(pooling, tmp_path,
     for side in ("right", "left"):
         model.tokenizer.padding_side = side
         np.testing.assert_allclose(model.encode(TEXTS, convert_to_numpy=True), reference, atol=1e-5, err_msg=side)
+
+
+def test_tokenizer_with_chat_template_is_not_rendered_as_chat(tmp_path, tiny_mistral_path):
+    """Instruct models ship a chat template; sentence-transformers must still embed the plain text."""
+    from embedforge.export.st_export import PromptOptions, export_encoder
+
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    base = tmp_path / "tiny-with-chat-template"
+    shutil.copytree(tiny_mistral_path, base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.chat_template = "{% for m in messages %}<s>user {{ m['content'] }}</s>{% endfor %}"
+    tokenizer.save_pretrained(base)
+    encoder = _lora_encoder(str(base), "last_token", 32, seed=3)
+    assert encoder.tokenizer.chat_template
+    result = export_encoder(encoder.save(tmp_path / "encoder"), tmp_path / "st", prompt_options=PromptOptions(enabled=False),
+                            verify=False)
+    model = _st(result.folder)
+    assert model.tokenizer.chat_template  # kept for whoever wants it, but not used for embedding
+    assert list(json.loads((result.folder / "sentence_bert_config.json").read_text())["modality_config"]) == ["text"]
+    np.testing.assert_allclose(model.encode(TEXTS, convert_to_numpy=True), encoder.encode(TEXTS), atol=1e-5)

@@ -85,3 +85,28 @@ def test_exported_tokenizer_appends_im_end_like_ours(smollm2):
     ids = exported(PROBE_TEXTS, truncation=True, max_length=48)["input_ids"]
     assert ids == token_ids(smollm2.tokenizer, PROBE_TEXTS, 48)
     assert all(row[-1] == smollm2.tokenizer.eos_token_id for row in ids) and len(ids[-1]) == 48
+
+
+@pytest.mark.slow
+def test_lora_smollm2_exports_to_sentence_transformers_exactly(tmp_path):
+    """The real decoder: LoRA merged, EOS appended by the exported tokenizer, chat template not applied."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from embedforge.export.st_export import PromptOptions, export_encoder
+    from embedforge.model.builder import EncoderSettings, build_encoder
+    from embedforge.model.lora import LoraSettings
+
+    torch.manual_seed(0)
+    encoder = build_encoder(EncoderSettings(pretrained="embedded:smollm2-135m", pooling="last_token", max_length=48,
+                                            lora=LoraSettings(r=4, alpha=8, dropout=0.0), dtype="float32")).eval()
+    with torch.no_grad():
+        for name, param in encoder.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    result = export_encoder(encoder.save(tmp_path / "encoder"), tmp_path / "st",
+                            prompt_options=PromptOptions(task_types=["STS"]), verify=False)
+    model = SentenceTransformer(str(result.folder), device="cpu")
+    np.testing.assert_allclose(model.encode(TEXTS, convert_to_numpy=True), encoder.encode(TEXTS), atol=1e-5)
+    prefixed = encoder.encode([result.prompts["STS"] + t for t in TEXTS])
+    np.testing.assert_allclose(model.encode(TEXTS, prompt_name="STS", convert_to_numpy=True), prefixed, atol=1e-5)

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # mask (first attended token for cls, weights counted from the first real token for weighted mean),
 # so left- and right-padded batches agree with ours.
 ST_POOLING = {"last_token": "lasttoken", "mean": "mean", "weighted_mean": "weightedmean", "cls": "cls"}
+TEXT_ONLY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 VERIFY_TEXTS = ["A man is playing a guitar.", "how do plants make glucose from sunlight",
@@ -92,7 +93,10 @@ def _sentence_transformer(hf_dir: Path, encoder, prompts: dict[str, str], dtype:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-    transformer = Transformer(str(hf_dir), max_seq_length=encoder.max_length, model_kwargs={"dtype": dtype})
+    # Plain text modality only: for a tokenizer with a chat template (SmolLM2, instruct models)
+    # sentence-transformers would otherwise render every input through that template.
+    transformer = Transformer(str(hf_dir), max_seq_length=encoder.max_length, model_kwargs={"dtype": dtype},
+                              modality_config=TEXT_ONLY, module_output_name="token_embeddings")
     modules = [transformer, Pooling(encoder.embedding_dim, pooling_mode=ST_POOLING[encoder.pooling.mode])]
     if encoder.normalize:
         modules.append(Normalize())
@@ -100,11 +104,27 @@ def _sentence_transformer(hf_dir: Path, encoder, prompts: dict[str, str], dtype:
                                similarity_fn_name="cosine", device="cpu")
 
 
+def check_st_token_ids(model, encoder, folder: Path) -> None:
+    """sentence-transformers' own preprocessing (prompt handling, templates, truncation) must give our ids."""
+    from embedforge.export.tokenizer import TokenizerExportError
+    from embedforge.model.tokenize import token_ids
+
+    features = model.preprocess(VERIFY_TEXTS)
+    expected = token_ids(encoder.tokenizer, VERIFY_TEXTS, encoder.max_length)
+    for row, (ids, mask) in enumerate(zip(features["input_ids"], features["attention_mask"])):
+        got = ids[mask.bool()].tolist()
+        if got != expected[row]:
+            raise TokenizerExportError(f"{folder}: SentenceTransformer's token ids differ from the encoder's for "
+                                       f"{VERIFY_TEXTS[row][:40]!r}: expected ...{expected[row][-5:]} "
+                                       f"({len(expected[row])} ids), got ...{got[-5:]} ({len(got)} ids)")
+
+
 def verify_export(encoder, folder: Path, prompts: dict[str, str]) -> dict[str, float]:
     """Max |difference| between our encoder and SentenceTransformer(folder), without and with a prompt."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(folder), device="cpu")
+    check_st_token_ids(model, encoder, folder)
     ours = encoder.encode(VERIFY_TEXTS, batch_size=8)
     theirs = model.encode(VERIFY_TEXTS, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
     diffs = {"no prompt": float(np.abs(ours - theirs).max())}
