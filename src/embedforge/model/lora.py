@@ -141,7 +141,8 @@ def _masked_matmul(x2: torch.Tensor, mask2: torch.Tensor | None, other: torch.Te
     out = (torch.empty(rows, other.shape[1], device=x2.device, dtype=dtype) if left is None
            else torch.zeros(left.shape[0], x2.shape[1], device=x2.device, dtype=dtype))
     for start, stop in _row_blocks(rows, x2.shape[1]):
-        block = x2[start:stop].to(dtype).mul_(mask2[start:stop]) if x2.dtype != dtype else x2[start:stop] * mask2[start:stop]
+        # where(), not a multiply: a bool factor would be converted to float first (a full extra copy).
+        block = torch.where(mask2[start:stop], x2[start:stop].to(dtype), 0.0)
         if left is None:
             torch.mm(block, other, out=out[start:stop])
         else:
@@ -191,7 +192,7 @@ class _LoraDelta(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_x = grad_low @ a
             if mask is not None:
-                grad_x = grad_x.mul_(mask.reshape(grad_x.shape))
+                grad_x = torch.where(mask.reshape(grad_x.shape), grad_x, 0.0)
             grad_x = grad_x.reshape(x.shape).to(x.dtype)
         return grad, grad_x, None, grad_a, grad_b, None, None, None
 
