@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from embedforge.cli.nested_glob import expand_nested_globs
 from embedforge.paths import CONF_DIR
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     from embedforge.train.run import train
 
     record = train(cfg)
-    # Returned value is the objective for Hydra sweepers (e.g. Optuna): higher nDCG is better.
-    return record["val_after"].get("val/ndcg@10")
+    # The objective for Hydra sweepers (hparams_search=optuna): `optimized_metric`, higher is better.
+    name = cfg.get("optimized_metric") or "val/ndcg@10"
+    value = {**record.get("train_metrics", {}), **(record.get("val_after") or {})}.get(name)
+    return None if value is None else float(value)
+
+
+def main() -> None:
+    sys.argv[1:] = expand_nested_globs(sys.argv[1:], CONF_DIR)  # experiment=glob(paper/ablation_*)
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -154,6 +154,13 @@ def load_encoder(path: str | Path, *, dtype="auto", trainable: bool = False) -> 
 
         encoder.backbone = PeftModel.from_pretrained(encoder.backbone, path / ADAPTER_DIR, is_trainable=trainable)
         encoder.lora = lora
+        if (path / "tokenizer_config.json").is_file():  # the folder's own tokenizer, as saved with the encoder
+            from transformers import AutoTokenizer
+
+            from embedforge.model.tokenize import ensure_pad_token
+
+            encoder.tokenizer = AutoTokenizer.from_pretrained(path)
+            ensure_pad_token(encoder.tokenizer)
     elif trainable:
         encoder.requires_grad_(True)
     encoder.pretrained = meta["pretrained"]
