@@ -28,7 +28,7 @@ class ContrastiveCollator:
     def negative_slots(self, example: Example) -> list[str | None]:
         """Exactly `hard_negatives` slots per example; None marks a slot the record cannot fill.
 
-        Short-short and long-long matching records have no hard negative (PAPER.md section 1):
+        Short-short and long-long matching records have no hard negative (docs/method.md section 1):
         their slots stay empty and the loss masks them out, so batches may mix task types.
         """
         own = example.negatives[: self.hard_negatives]

@@ -1,4 +1,4 @@
-"""How an instruction and a query become one input text (PAPER.md section 3).
+"""How an instruction and a query become one input text (docs/method.md section 3).
 
 Queries carry the task instruction; documents never do, so a document index is built once and
 serves every task.

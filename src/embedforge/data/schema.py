@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# The paper's six synthetic task types (PAPER.md section 1). Public retrieval data uses "short_long".
+# The paper's six synthetic task types (docs/method.md section 1). Public retrieval data uses "short_long".
 TASK_TYPES: tuple[str, ...] = (
     "short_long",  # retrieval: short query, long document
     "long_short",  # classification: long text, short label

@@ -50,7 +50,7 @@ class EvalItems:
 
 def add_local_task(items: EvalItems, folder: Path, splits: list[str] | None = None,
                    include_corpus: bool = True) -> str:
-    """Add one local task folder (DESIGN.md format); return the task name."""
+    """Add one local task folder (docs/evaluation.md format); return the task name."""
     try:
         spec = lf.read_task_json(folder)
         name = spec.get("mteb_task") or spec.get("name") or folder.name
@@ -130,7 +130,7 @@ def add_mteb_task(items: EvalItems, name: str, include_corpus: bool = True) -> s
         raise EvalSideError(
             f"eval.mteb_tasks: cannot load MTEB task {name!r} from the Hugging Face hub{hint}: "
             f"{type(exc).__name__}: {str(exc)[:200]}. Offline, put a local copy in the local task format "
-            f"(DESIGN.md) and pass its folder with eval.data_dir / eval.tasks instead") from None
+            f"(docs/evaluation.md) and pass its folder with eval.data_dir / eval.tasks instead") from None
     add_loaded_mteb_dataset(items, name, task.dataset, task.metadata.eval_splits, include_corpus)
     return name
 

@@ -1,8 +1,8 @@
 """Plant copies of eval items in a training file, to see what the check catches (a canary run).
 
-    python -m embedforge.decontam.plant --task ../shared/data/eval/SciFact --n 20 --background 10000 \
+    python -m embedforge.decontam.plant --task $EMBEDFORGE_EVAL_DATA/SciFact --n 20 --background 10000 \
         --out /tmp/planted.jsonl
-    embedforge-decontam train=[/tmp/planted.jsonl] eval.tasks=[../shared/data/eval/SciFact] output=/tmp/r.json
+    embedforge-decontam train=[/tmp/planted.jsonl] eval.tasks=[$EMBEDFORGE_EVAL_DATA/SciFact] output=/tmp/r.json
     python -m embedforge.decontam.plant --score /tmp/planted.jsonl --report /tmp/r.json
 
 Planted items are drawn (seeded) from the task's eval-split queries (Retrieval) or first texts, and
@@ -100,7 +100,7 @@ def score(out: Path, report_path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Plant eval items in a training file, or score a check of it.")
-    parser.add_argument("--task", type=Path, help="a local task folder (DESIGN.md format)")
+    parser.add_argument("--task", type=Path, help="a local task folder (docs/evaluation.md format)")
     parser.add_argument("--out", type=Path, help="the training JSONL to write")
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--background", type=int, default=1000)

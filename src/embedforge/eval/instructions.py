@@ -1,4 +1,4 @@
-"""Which instruction a task's inputs get, which inputs get it, and whether to normalise (PAPER.md 3).
+"""Which instruction a task's inputs get, which inputs get it, and whether to normalise (docs/method.md 3).
 
 Source of the instruction, first hit wins: mteb's task metadata `prompt`, the `by_task` table
 (tasks mteb gives no prompt), the `by_type` table (STS -> "Retrieve semantically similar text.", ...).

@@ -1,4 +1,4 @@
-"""Readers for the local evaluation folder format (DESIGN.md "Local evaluation data format").
+"""Readers for the local evaluation folder format (docs/evaluation.md "Local task folders").
 
 Every reader validates each row and raises LocalTaskError naming `file:line` for a bad one, so a
 broken data file never turns into a silently wrong score.

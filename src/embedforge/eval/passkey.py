@@ -1,4 +1,4 @@
-"""Personalised passkey retrieval (PAPER.md section 5): a long-context probe, fully synthetic.
+"""Personalised passkey retrieval (docs/method.md section 5): a long-context probe, fully synthetic.
 
 For each context length L (in tokens of the model's tokenizer): 100 documents of about L tokens,
 each our filler text repeated with one person's name and a random passkey hidden at a random

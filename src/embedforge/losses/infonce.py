@@ -1,4 +1,4 @@
-"""InfoNCE over in-batch and hard negatives (PAPER.md section 3).
+"""InfoNCE over in-batch and hard negatives (docs/method.md section 3).
 
 For query i the candidates are every document slot of the (global) batch: its own positive, the
 other queries' positives and all hard negatives. Similarity is cosine / temperature; the loss is

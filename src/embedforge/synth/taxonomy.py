@@ -1,6 +1,6 @@
 """The fixed vocabulary of synthetic generation: task types, brainstorm categories, languages.
 
-Values come from PAPER.md section 1. Placeholder value sets live in conf/synth/placeholders/*.yaml
+Values come from docs/method.md section 1. Placeholder value sets live in conf/synth/placeholders/*.yaml
 (so they can be re-weighted from the command line); this module only holds what code must know.
 """
 

@@ -1,4 +1,4 @@
-"""AdamW and the paper's schedule: linear warmup then linear decay to zero (PAPER.md section 3).
+"""AdamW and the paper's schedule: linear warmup then linear decay to zero (docs/method.md section 3).
 conf/optim/adamw.yaml names both as partial targets; the module supplies parameters and step count."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Weakly supervised pairs for contrastive pre-training (PAPER.md section 4: 'contrastive pre-training
+"""Weakly supervised pairs for contrastive pre-training (docs/method.md section 4: 'contrastive pre-training
 first'): title -> body of every document of a BEIR-layout corpus. Question -> answer pairs come from
 any QA dataset through a `hub` source (conf/data/source/weak_qa.yaml)."""
 
@@ -18,7 +18,7 @@ class TitleBodySource(Source):
     type_name = "beir_title_body"
 
     def missing_hint(self, key: str) -> str:
-        return f"a BEIR folder holding {CORPUS_FILE}, e.g. {self.key(key)}=../shared/data/eval/SciFact"
+        return f"a BEIR folder holding {CORPUS_FILE}, e.g. {self.key(key)}=$EMBEDFORGE_EVAL_DATA/SciFact"
 
     def corpus(self):
         given = self.setting("path")
