@@ -65,6 +65,21 @@ class Source:
     def missing_hint(self, key: str) -> str:
         return f"set it on the command line, e.g. {self.key(key)}=..."
 
+    def file_setting(self, key: str, file_in_folder: str, not_found_hint: str | None = None):
+        """The file a path setting names: the file itself, or `file_in_folder` inside the folder it names."""
+        from embedforge.data.sources.files import resolve_path
+
+        given = self.setting(key)
+        if given is None:
+            raise SourceError(f"{self.key(key)}: required ({self.missing_hint(key)})")
+        path = resolve_path(given)
+        if path.is_dir():
+            path = path / file_in_folder
+        if not path.is_file():
+            hint = f"; {not_found_hint}" if not_found_hint else f" ({self.missing_hint(key)})"
+            raise SourceError(f"{self.key(key)}: {path} not found{hint}")
+        return path
+
     def read(self, load: SourceLoad) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 

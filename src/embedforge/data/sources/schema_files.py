@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from embedforge.data.jsonl import DataFileError, load_examples
 from embedforge.data.sources.base import Source, SourceError, SourceLoad
-from embedforge.data.sources.files import expand_files, resolve_path
+from embedforge.data.sources.files import expand_files
 
 SYNTH_EXAMPLES_FILE = "examples.jsonl"  # what embedforge-generate writes (synth/pipeline.py)
 
@@ -42,13 +42,5 @@ class SyntheticSource(SchemaFilesSource):
         return f"the out_dir of embedforge-generate, e.g. {self.key(key)}=runs/synth/default"
 
     def files(self):
-        given = self.setting("path")
-        if given is None:
-            raise SourceError(f"{self.key('path')}: required ({self.missing_hint('path')})")
-        path = resolve_path(given)
-        if path.is_dir():
-            path = path / SYNTH_EXAMPLES_FILE
-        if not path.is_file():
-            raise SourceError(f"{self.key('path')}: {path} not found; run embedforge-generate first "
-                              f"or point it at a folder holding {SYNTH_EXAMPLES_FILE}")
-        return [path]
+        return [self.file_setting("path", SYNTH_EXAMPLES_FILE, f"run embedforge-generate first or point it at a "
+                                                            f"folder holding {SYNTH_EXAMPLES_FILE}")]

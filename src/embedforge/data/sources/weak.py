@@ -7,7 +7,6 @@ from __future__ import annotations
 from embedforge.data.jsonl import iter_json_lines
 from embedforge.data.schema import SchemaError
 from embedforge.data.sources.base import Source, SourceError, SourceLoad
-from embedforge.data.sources.files import resolve_path
 
 CORPUS_FILE = "corpus.jsonl"  # BEIR: one {"_id", "title", "text"} per line
 
@@ -21,15 +20,7 @@ class TitleBodySource(Source):
         return f"a BEIR folder holding {CORPUS_FILE}, e.g. {self.key(key)}=$EMBEDFORGE_EVAL_DATA/SciFact"
 
     def corpus(self):
-        given = self.setting("path")
-        if given is None:
-            raise SourceError(f"{self.key('path')}: required ({self.missing_hint('path')})")
-        path = resolve_path(given)
-        if path.is_dir():
-            path = path / CORPUS_FILE
-        if not path.is_file():
-            raise SourceError(f"{self.key('path')}: {path} not found ({self.missing_hint('path')})")
-        return path
+        return self.file_setting("path", CORPUS_FILE)
 
     def read(self, load: SourceLoad) -> None:
         path = self.corpus()
