@@ -74,11 +74,13 @@ def environment() -> dict:
     return {"hardware": hardware(), "versions": package_versions(), "git": git_state(), "argv": sys.argv}
 
 
-def build_run_record(kind: str, **fields) -> dict:
-    """kind: "train" or "evaluate"; fields: run_id, config, metrics, ... (None values are kept: missing, not invented)."""
+def build_run_record(kind: str, env: dict | None = None, **fields) -> dict:
+    """kind: "train" or "evaluate"; fields: run_id, config, metrics, ... (None values are kept: missing, not
+    invented). `env`: `environment()` taken when the run started (the code that ran, not the code at its end)."""
     if kind not in ("train", "evaluate"):
         raise ValueError(f"run record kind must be 'train' or 'evaluate', got {kind!r}")
-    return {"format_version": FORMAT_VERSION, "kind": kind, **fields, "peak_memory": peak_memory(), **environment()}
+    return {"format_version": FORMAT_VERSION, "kind": kind, **fields, "peak_memory": peak_memory(),
+            **(env or environment())}
 
 
 def write_run_record(folder: str | Path, record: dict) -> Path:

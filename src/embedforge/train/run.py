@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedforge.model.builder import load_tokenizer, settings_from_config
 from embedforge.model.encoder import ENCODER_FILE
-from embedforge.run_record import RECORD_FILE, build_run_record, write_run_record
+from embedforge.run_record import RECORD_FILE, build_run_record, environment, write_run_record
 from embedforge.train.config_checks import TrainConfigError, check_train_config
 from embedforge.train.datamodule import EmbeddingDataModule
 from embedforge.train.loggers import build_logger, redact
@@ -121,7 +121,7 @@ def train(cfg: DictConfig) -> dict:
     if init_from:
         cfg.model.init_from = init_from  # resolved once: checkpoints and records name the real folder
     pl.seed_everything(int(cfg.seed), workers=True)
-    started = time.perf_counter()
+    started, env = time.perf_counter(), environment()  # git state of the code that runs, not of its end
 
     # Data first (tokenizer only): a bad record fails in seconds, before any weights load.
     tokenizer = load_tokenizer(settings_from_config(cfg.model, cfg.lora, cfg.pooling))
@@ -155,7 +155,7 @@ def train(cfg: DictConfig) -> dict:
 
     trained_steps = trainer.global_step or int(train_metrics.get("train/global_step", 0))
     record = build_run_record(
-        "train",
+        "train", env=env,
         run_name=cfg.run_name,
         run_id=run_id,
         parent_run={"run_id": parent, "encoder": init_from, "init_mode": cfg.model.init_mode} if init_from else None,
