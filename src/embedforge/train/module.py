@@ -22,6 +22,7 @@ from embedforge.model.encoder import Encoder
 from embedforge.train.metrics import retrieval_metrics
 
 log = logging.getLogger(__name__)
+FSDP_PREFIX = "_fsdp_wrapped_module."  # inserted into parameter names by FSDP, absent from its full state dict
 
 
 class EmbeddingModule(pl.LightningModule):
@@ -187,8 +188,12 @@ class EmbeddingModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ checkpoints
+    def trainable_names(self) -> set[str]:
+        """State-dict names of the trainable tensors (FSDP's wrapper prefixes removed)."""
+        return {name.replace(FSDP_PREFIX, "") for name, p in self.named_parameters() if p.requires_grad}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        trainable = self.trainable_names()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
         # RNG states, so dropout after a resume draws what the uninterrupted run would have drawn.
         checkpoint["rng_states"] = capture_rng_states()
@@ -205,8 +210,7 @@ class EmbeddingModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Called before Lightning loads the weights (non-strictly): every trainable tensor must be there.
-        expected = {name for name, p in self.named_parameters() if p.requires_grad}
-        check_trainable_keys(expected, set(checkpoint["state_dict"]), "ckpt_path")
+        check_trainable_keys(self.trainable_names(), set(checkpoint["state_dict"]), "ckpt_path")
         if "rng_states" in checkpoint:
             if checkpoint.get("rng_restore_at") == "next_batch":
                 self._rng_on_next_batch = checkpoint["rng_states"]
