@@ -34,7 +34,8 @@ class SourceBatchSampler(DistributedSampler):
     """
 
     def __init__(self, source_ids: list[int], batch_size: int, seed: int, mode: str = "mixed",
-                 drop_last: bool = True, num_replicas: int = 1, rank: int = 0):
+                 drop_last: bool = True, num_replicas: int = 1, rank: int = 0,
+                 lengths: list[int] | None = None, length_window: int = 64):
         if mode not in BATCHING_MODES:
             raise ValueError(f"data.batching: unknown mode '{mode}' (expected one of: {', '.join(BATCHING_MODES)})")
         if not 0 <= rank < num_replicas:
@@ -45,6 +46,15 @@ class SourceBatchSampler(DistributedSampler):
         self.drop_last = bool(drop_last) or num_replicas > 1
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch, self.shuffle = 0, True
+        # Length grouping: within windows of `length_window` global batches of the shuffled order,
+        # records are sorted by length before batching, so a batch pads to similar lengths; the
+        # batches are then shuffled, so long and short ones still alternate.
+        self.lengths = None if lengths is None else torch.as_tensor(lengths, dtype=torch.long)
+        if self.lengths is not None and len(self.lengths) != len(self.source_ids):
+            raise ValueError(f"lengths: {len(self.lengths)} values for {len(self.source_ids)} records")
+        if int(length_window) < 1:
+            raise ValueError(f"data.length_window: must be >= 1, got {length_window}")
+        self.length_window = int(length_window)
         self._yielded = 0        # batches handed out in the current pass
         self._skip_next = 0      # batches to skip at the start of the next pass (resume)
 
@@ -56,15 +66,29 @@ class SourceBatchSampler(DistributedSampler):
         size = self.batch_size * self.num_replicas
         if self.mode == "mixed":
             order = torch.randperm(len(self.source_ids), generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-            return self._chunks(order, size)
+            if self.lengths is None:
+                return self._chunks(order, size)
+            batches = self._chunks(self._length_grouped(order, size), size)
+            shuffle = torch.randperm(len(batches), generator=_generator(self.seed, epoch, 0))
+            return [batches[i] for i in shuffle.tolist()]
         batches: list[torch.Tensor] = []
         for source in torch.unique(self.source_ids).tolist():
             members = (self.source_ids == source).nonzero(as_tuple=True)[0]
             shuffled = members[torch.randperm(len(members), generator=_generator(self.seed, epoch, source + 1))]
+            if self.lengths is not None:
+                shuffled = self._length_grouped(shuffled, size)
             batches += self._chunks(shuffled, size)
         # Shuffling the list of batches draws each source in proportion to its number of batches.
         order = torch.randperm(len(batches), generator=_generator(self.seed, epoch, 0))
         return [batches[i] for i in order.tolist()]
+
+    def _length_grouped(self, order: torch.Tensor, size: int) -> torch.Tensor:
+        window = size * self.length_window
+        parts = []
+        for start in range(0, len(order), window):
+            part = order[start:start + window]
+            parts.append(part[torch.argsort(self.lengths[part], descending=True, stable=True)])
+        return torch.cat(parts) if parts else order
 
     def _chunks(self, indices: torch.Tensor, size: int) -> list[torch.Tensor]:
         chunks = list(torch.split(indices, size))

@@ -105,7 +105,9 @@ class EmbeddingDataModule(pl.LightningDataModule):
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         sampler = SourceBatchSampler(self.mixture.source_ids, int(self.cfg.batch_size), self.seed,
                                      mode=self.cfg.get("batching", "mixed"),
-                                     drop_last=bool(self.cfg.get("drop_last", True)), num_replicas=world, rank=rank)
+                                     drop_last=bool(self.cfg.get("drop_last", True)), num_replicas=world, rank=rank,
+                                     lengths=self.record_lengths() if self.cfg.get("group_by_length") else None,
+                                     length_window=int(self.cfg.get("length_window", 64)))
         if sampler.mode == "same_source":
             covered = set().union(*sampler.source_of_batches()) if len(sampler) else set()
             for index, name in enumerate(self.mixture.names):
@@ -113,6 +115,11 @@ class EmbeddingDataModule(pl.LightningDataModule):
                     log.warning("data.batching=same_source: source %s has fewer records than one global batch "
                                 "(%d) and is not trained on", name, sampler.batch_size * world)
         return sampler
+
+    def record_lengths(self) -> list[int]:
+        """A record's size for length grouping: characters of its query and documents (a cheap stand-in
+        for tokens that needs no tokenisation of the whole mixture)."""
+        return [len(e.query) + len(e.positive) + sum(len(n) for n in e.negatives) for e in self.train_examples]
 
     def train_dataloader(self) -> DataLoader:
         self.sampler = self.train_sampler()
