@@ -28,3 +28,27 @@ def test_trainable_names_ignore_fsdp_wrapper_prefixes(compose_train):
     layers[0] = wrapper
     assert any(FSDP_PREFIX in n for n, _ in module.named_parameters())
     assert module.trainable_names() == plain
+
+
+def test_compile_keeps_parameter_names(compose_train):
+    from embedforge.train.module import EmbeddingModule
+
+    names = []
+    for compile_ in (False, True):
+        module = EmbeddingModule(compose_train("model=tiny-mistral", "lora=r8", f"model.compile={compile_}"))
+        module.configure_model()
+        names.append((module.trainable_names(), set(module.state_dict())))
+    assert names[0] == names[1]
+
+
+def test_attention_auto_falls_back_to_sdpa_without_flash_attn():
+    import importlib.util
+
+    import torch
+
+    from embedforge.model.loading import resolve_attention
+
+    assert resolve_attention("sdpa", torch.bfloat16) == "sdpa" and resolve_attention(None, torch.float32) is None
+    expected = ("flash_attention_2" if importlib.util.find_spec("flash_attn") and torch.cuda.is_available() else "sdpa")
+    assert resolve_attention("auto", torch.bfloat16) == expected
+    assert resolve_attention("auto", torch.float32) == "sdpa"  # FlashAttention-2 needs half precision

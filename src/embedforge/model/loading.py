@@ -76,6 +76,19 @@ def _offline_hint(name: str) -> str:
     )
 
 
+def resolve_attention(attn_implementation: str | None, dtype: torch.dtype) -> str | None:
+    """`auto`: FlashAttention-2 where it can run (the flash_attn package, a CUDA GPU, bf16/fp16 weights),
+    else PyTorch's SDPA (which itself picks a flash or memory-efficient kernel when it can)."""
+    if attn_implementation != "auto":
+        return attn_implementation
+    import importlib.util
+
+    if (importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
+            and dtype in (torch.bfloat16, torch.float16)):
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def load_backbone(name: str, *, dtype="auto", attn_implementation: str | None = "sdpa"):
     """Load (AutoModel without LM head, tokenizer) for a resolved name; clear error when offline."""
     from transformers import AutoModel, AutoTokenizer
@@ -83,6 +96,7 @@ def load_backbone(name: str, *, dtype="auto", attn_implementation: str | None = 
     path = resolve_pretrained(name)
     is_local = Path(path).exists()
     kwargs = {"dtype": resolve_dtype(dtype)}
+    attn_implementation = resolve_attention(attn_implementation, kwargs["dtype"])
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:

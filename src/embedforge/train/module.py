@@ -69,6 +69,9 @@ class EmbeddingModule(pl.LightningModule):
     def configure_model(self) -> None:
         if self.encoder is None:
             self.encoder = build_encoder(self.encoder_settings())
+            if self.cfg.model.get("compile"):
+                # In place (nn.Module.compile), so parameter and state-dict names stay the same.
+                self.encoder.backbone.compile()
         self.encoder.trained_with = dict(self.trained_with)
         # HF loads models in eval mode; training needs LoRA dropout active (Lightning keeps modes).
         self.encoder.train()
