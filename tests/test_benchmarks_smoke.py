@@ -67,3 +67,17 @@ def test_rate_leaves_the_first_step_out():
     bench = _load("train_throughput")
     assert bench.rate([10.0, 12.0, 16.0], start=0.0, batch=8) == pytest.approx(16 / 6)
     assert bench.rate([5.0], start=3.0, batch=8) == pytest.approx(4.0)
+
+
+@pytest.mark.slow
+def test_train_throughput_runs_both_sides_tiny():
+    """End to end, tiny: both trainers train and the script prints ratios (about a minute)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "train_throughput.py"), "--lines", "full", "--steps", "2",
+                          "--batch-size", "4", "--max-length", "32", "--threads", "1"],
+                         capture_output=True, text=True, timeout=900, check=True).stdout
+    line = next(row for row in out.splitlines() if row.startswith("full FT"))
+    ours, theirs, ratio = (float(v) for v in line.split()[2:5])
+    assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, rel=0.02)
