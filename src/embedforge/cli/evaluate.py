@@ -68,6 +68,11 @@ def run(cfg: DictConfig) -> Path:
         import torch
 
         torch.set_num_threads(int(cfg.torch_threads))
+    from embedforge.eval.parallel import resolve_workers
+
+    workers = resolve_workers(cfg.eval.get("workers"), cfg.get("device"))
+    if workers > 1 and mode == "mteb":
+        return run_in_workers(cfg, workers)
     encoder = load_encoder(cfg)
     policy = instruction_policy(cfg, encoder.trained_with)
     if encoder.trained_with.get("instruction_mode"):
@@ -92,11 +97,35 @@ def run(cfg: DictConfig) -> Path:
     summary = write_summary(out.out_dir, out.results, out.tasks, extra={"seconds": round(out.seconds, 1)})
     print((out.out_dir / "summary.md").read_text(encoding="utf-8"))
     log.info("evaluated %d tasks in %.0f s", len(tasks), out.seconds)
-    record_evaluation(cfg, encoder, policy, summary, out.seconds)
+    record_evaluation(cfg, encoder.describe(), encoder.trained_with, vars(policy), summary, out.seconds)
     return summary
 
 
-def record_evaluation(cfg: DictConfig, encoder, policy, summary: Path, seconds: float) -> Path | None:
+def run_in_workers(cfg: DictConfig, workers: int) -> Path:
+    """The tasks spread over `workers` processes (eval.workers; one per GPU with `auto`)."""
+    from embedforge.eval.parallel import evaluate_in_workers
+    from embedforge.eval.results import write_summary
+    from embedforge.eval.runner import resolve_tasks
+
+    cfg = cfg.copy()
+    cfg.output_dir = hydra.utils.to_absolute_path(cfg.output_dir)
+    if cfg.get("checkpoint"):
+        cfg.checkpoint = hydra.utils.to_absolute_path(str(cfg.checkpoint))
+    data_dir = cfg.eval.get("data_dir")
+    data_dir = hydra.utils.to_absolute_path(data_dir) if data_dir else None
+    tasks = resolve_tasks(list(cfg.eval.tasks) if cfg.eval.get("tasks") else None, benchmark=cfg.eval.get("benchmark"),
+                          data_dir=data_dir)
+    out = evaluate_in_workers(cfg, tasks, workers, data_dir)
+    summary = write_summary(out["out_dir"], out["results"], tasks, extra={"seconds": round(out["seconds"], 1),
+                                                                          "workers": workers})
+    print((out["out_dir"] / "summary.md").read_text(encoding="utf-8"))
+    log.info("evaluated %d tasks on %d workers in %.0f s", len(tasks), workers, out["seconds"])
+    record_evaluation(cfg, out["encoder"], out["trained_with"], out["policy"], summary, out["seconds"])
+    return summary
+
+
+def record_evaluation(cfg: DictConfig, described: dict, trained_with: dict, policy: dict, summary: Path,
+                      seconds: float) -> Path | None:
     """The evaluation's run record, in the run's own folder (`record_dir`, by default Hydra's run folder)."""
     import json
 
@@ -111,8 +140,8 @@ def record_evaluation(cfg: DictConfig, encoder, policy, summary: Path, seconds: 
             return None  # called as a library function: the results folder is the record
         folder = HydraConfig.get().runtime.output_dir
     record = build_run_record(
-        "evaluate", run_id=f"evaluate/{Path(folder).name}", evaluated=encoder.trained_with.get("run_id"),
-        encoder=encoder.describe(), instructions=vars(policy), results=json.loads(summary.read_text()),
+        "evaluate", run_id=f"evaluate/{Path(folder).name}", evaluated=trained_with.get("run_id"),
+        encoder=described, instructions=policy, results=json.loads(summary.read_text()),
         results_dir=str(summary.parent), wall_time_s=round(seconds, 1),
         config=redact(OmegaConf.to_container(cfg, resolve=True)))
     return write_run_record(folder, record)

@@ -55,7 +55,8 @@ def lora_settings(lora_cfg: DictConfig | dict | None) -> LoraSettings | None:
         return None
     targets = cfg.get("target_modules", "all-linear")
     return LoraSettings(r=cfg.get("r", 16), alpha=cfg.get("alpha", 32), dropout=cfg.get("dropout", 0.1),
-                        target_modules=list(targets) if not isinstance(targets, str) else targets)
+                        target_modules=list(targets) if not isinstance(targets, str) else targets,
+                        share_dropout=bool(cfg.get("share_dropout", True)))
 
 
 def settings_from_config(model_cfg, lora_cfg=None, pooling_cfg=None, *, for_training: bool = False) -> EncoderSettings:
