@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from embedforge.paths import REPO_ROOT
@@ -68,15 +67,15 @@ def test_kill_9_mid_epoch_then_resume_is_exact(compose_train, tmp_path):
     assert_same_training_state(full, final_state(tmp_path / "runs", "split"))
 
 
-@pytest.mark.slow
 def test_ddp_sim_stop_mid_epoch_then_resume_is_exact(compose_train, tmp_path):
-    """Two gloo ranks, stopped after 2 of 3 steps (step checkpoint every 2) and resumed."""
-    common = [*COMMON, "trainer=ddp_sim", "data.max_train_examples=24", "callbacks.model_checkpoint.every_n_train_steps=2"]
+    """Two gloo ranks, stopped after 2 of 4 steps (step checkpoint every 2) and resumed."""
+    common = [*COMMON, "trainer=ddp_sim", "data.max_train_examples=32", "callbacks.model_checkpoint.every_n_train_steps=2"]
     full_log, split_log = tmp_path / "full", tmp_path / "split"
     train(compose_train(*common, "run_name=full", f"+callbacks.record.path={full_log}"))
     train(compose_train(*common, "run_name=split", f"+callbacks.record.path={split_log}",
                         "+callbacks.stop._target_=callbacks_for_tests.StopAfterSteps", "+callbacks.stop.steps=2"))
-    train(compose_train(*common, "run_name=split", f"+callbacks.record.path={split_log}", "ckpt_path=last"))
+    train(compose_train(*common, "run_name=split", f"+callbacks.record.path={split_log}", "ckpt_path=last",
+                        "paths.output_dir=${paths.output_root}/${run_name}/resumed"))  # a new run folder, as Hydra gives
     for rank in range(2):
-        assert batches(split_log, rank) == batches(full_log, rank) and len(batches(full_log, rank)) == 3
+        assert batches(split_log, rank) == batches(full_log, rank) and len(batches(full_log, rank)) == 4
     assert_same_training_state(final_state(tmp_path / "runs", "full"), final_state(tmp_path / "runs", "split"))

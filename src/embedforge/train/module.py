@@ -198,8 +198,16 @@ class EmbeddingModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         trainable = self.trainable_names()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
-        # RNG states, so dropout after a resume draws what the uninterrupted run would have drawn.
+        # RNG states, so dropout after a resume draws what the uninterrupted run would have drawn. One per
+        # rank: ranks draw different numbers of dropout values (their batches differ in length).
         checkpoint["rng_states"] = capture_rng_states()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():  # every rank takes part in saving
+                per_rank = [None] * dist.get_world_size()
+                dist.all_gather_object(per_rank, checkpoint["rng_states"])
+                checkpoint["rng_states_per_rank"] = per_rank
         # Where a resume must put them back: a step checkpoint mid-epoch is followed directly by the next
         # batch, an epoch-end one first by a new DataLoader iterator, whose creation draws from the RNG.
         trainer = self._trainer
@@ -215,10 +223,14 @@ class EmbeddingModule(pl.LightningModule):
         # Called before Lightning loads the weights (non-strictly): every trainable tensor must be there.
         check_trainable_keys(self.trainable_names(), set(checkpoint["state_dict"]), "ckpt_path")
         if "rng_states" in checkpoint:
+            states = checkpoint["rng_states"]
+            per_rank = checkpoint.get("rng_states_per_rank")
+            if per_rank and self._trainer is not None and len(per_rank) == self.trainer.world_size:
+                states = per_rank[self.global_rank]
             if checkpoint.get("rng_restore_at") == "next_batch":
-                self._rng_on_next_batch = checkpoint["rng_states"]
+                self._rng_on_next_batch = states
             else:
-                restore_rng_states(checkpoint["rng_states"])
+                restore_rng_states(states)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         states, self._rng_on_next_batch = getattr(self, "_rng_on_next_batch", None), None
