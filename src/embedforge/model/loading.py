@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from embedforge.paths import CACHE_DIR
+from embedforge.paths import CACHE_DIR, building_folder
 
 EMBEDDED_PREFIX = "embedded:"
 TINY_PREFIX = "tiny:"
@@ -172,9 +170,7 @@ def converted_folder(key: str, cache_dir: str | os.PathLike | None = None) -> Pa
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils.quantization_config import GgufConfig
 
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
-    try:
+    with building_folder(target) as staging:
         tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
         # dequantize=True: plain fp32 nn.Linear weights (with the optional `kernels` package installed,
         # transformers would otherwise keep them packed, which neither LoRA nor save_pretrained take).
@@ -184,10 +180,4 @@ def converted_folder(key: str, cache_dir: str | os.PathLike | None = None) -> Pa
             raise GGUFError(f"{source}: transformers kept the GGUF weights quantized; cannot convert them")
         tokenizer.save_pretrained(staging)
         model.save_pretrained(staging)
-        try:
-            staging.rename(target)
-        except OSError:  # another process won the race; its copy is identical
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target

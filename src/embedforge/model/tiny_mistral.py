@@ -7,11 +7,9 @@ on q/k/v/o/gate/up/down, gradient checkpointing) without downloading anything.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from embedforge.paths import CACHE_DIR
+from embedforge.paths import CACHE_DIR, building_folder
 
 BUILD_VERSION = "v1"  # bump when the recipe below changes, so caches rebuild
 
@@ -74,9 +72,7 @@ def build_tiny_mistral(cache_dir: str | os.PathLike | None = None, seed: int = 0
     target = root / f"tiny-mistral-{BUILD_VERSION}-seed{seed}"
     if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-mistral-", dir=root))
-    try:
+    with building_folder(target) as staging:
         _train_tokenizer(staging)
         from transformers import AutoTokenizer
 
@@ -84,10 +80,4 @@ def build_tiny_mistral(cache_dir: str | os.PathLike | None = None, seed: int = 0
         config = MistralConfig(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, **TINY_CONFIG)
         torch.manual_seed(seed)
         MistralModel(config).save_pretrained(staging)
-        try:
-            staging.rename(target)
-        except OSError:  # another process won the race; its copy is identical
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
