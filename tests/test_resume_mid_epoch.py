@@ -79,3 +79,17 @@ def test_ddp_sim_stop_mid_epoch_then_resume_is_exact(compose_train, tmp_path):
     for rank in range(2):
         assert batches(split_log, rank) == batches(full_log, rank) and len(batches(full_log, rank)) == 4
     assert_same_training_state(final_state(tmp_path / "runs", "full"), final_state(tmp_path / "runs", "split"))
+
+
+def test_resumed_run_continues_its_wandb_run(compose_train, tmp_path, monkeypatch):
+    """The checkpoint names the W&B run; `ckpt_path=last` reopens that run instead of starting a new one."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    common = ["model=tiny-mistral", "lora=r8", "data.batch_size=8", "data.max_train_examples=16", "data.val_files=null",
+              "validate_before_fit=false", "save_encoder=false", "run_name=wb", "logger=wandb"]
+    first = train(compose_train(*common, "trainer.max_epochs=1"))
+    checkpoint = torch.load(tmp_path / "runs/wb/run/checkpoints/last.ckpt", weights_only=True)
+    assert first["wandb_run_id"] and checkpoint["wandb_run_id"] == first["wandb_run_id"]
+    second = train(compose_train(*common, "trainer.max_epochs=2", "ckpt_path=last",
+                                 "paths.output_dir=${paths.output_root}/${run_name}/resumed"))
+    assert second["wandb_run_id"] == first["wandb_run_id"] and second["global_step"] == 4
