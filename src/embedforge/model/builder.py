@@ -169,13 +169,17 @@ def load_encoder(path: str | Path, *, dtype="auto", trainable: bool = False) -> 
     return encoder
 
 
-def _checkpoint_hparams(path: Path) -> dict:
+def _read_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
-    if "cfg" not in hparams:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if "cfg" not in (checkpoint.get("hyper_parameters") or {}):
         raise ValueError(f"{path}: not an embedforge checkpoint (no hyper_parameters.cfg)")
-    return hparams
+    return checkpoint
+
+
+def _checkpoint_hparams(path: Path) -> dict:
+    return _read_checkpoint(path)["hyper_parameters"]
 
 
 CHECKPOINT_PREFIX = "encoder."
@@ -191,7 +195,8 @@ def check_trainable_keys(expected: set[str], found: set[str], source: str) -> No
 
 
 def _load_checkpoint(path: Path, *, dtype="auto", trainable: bool = False) -> Encoder:
-    hparams = _checkpoint_hparams(path)
+    checkpoint = _read_checkpoint(path)  # read once: settings and weights
+    hparams = checkpoint["hyper_parameters"]
     cfg = OmegaConf.create(hparams["cfg"])
     full_fine_tuning = not (cfg.get("lora") or {}).get("enabled", False)
     # for_training=True for a full fine-tune: every weight is in the checkpoint and must be expected.
@@ -200,8 +205,8 @@ def _load_checkpoint(path: Path, *, dtype="auto", trainable: bool = False) -> En
     settings.gradient_checkpointing = False
     settings.trained_with = hparams.get("trained_with") or training_record(cfg)
     encoder = build_encoder(settings)
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    weights = {k[len(CHECKPOINT_PREFIX):]: v for k, v in state.items() if k.startswith(CHECKPOINT_PREFIX)}
+    weights = {k[len(CHECKPOINT_PREFIX):]: v for k, v in checkpoint["state_dict"].items()
+               if k.startswith(CHECKPOINT_PREFIX)}
     expected = {n for n, p in encoder.named_parameters() if p.requires_grad}
     check_trainable_keys(expected, set(weights), str(path))
     encoder.load_state_dict(weights, strict=False)

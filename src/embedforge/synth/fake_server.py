@@ -339,13 +339,20 @@ class FakeServer:
         batch["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}
         batch["status"], batch["completed_at"] = "completed", int(time.time())
 
-    async def _get_batch(self, request: web.Request) -> web.Response:
+    def _find_batch(self, request: web.Request) -> tuple[dict | None, web.Response | None]:
+        """(the batch the URL names, None), or (None, the 401/404 response to send)."""
         denied = self._authorized(request)
         if denied is not None:
-            return denied
+            return None, denied
         batch = self.batches.get(request.match_info["bid"])
         if batch is None:
-            return web.json_response({"error": {"message": "no such batch", "type": "not_found"}}, status=404)
+            return None, web.json_response({"error": {"message": "no such batch", "type": "not_found"}}, status=404)
+        return batch, None
+
+    async def _get_batch(self, request: web.Request) -> web.Response:
+        batch, error = self._find_batch(request)
+        if error is not None:
+            return error
         with self._lock:
             self.batch_polls += 1
         return web.json_response(batch)
@@ -364,12 +371,9 @@ class FakeServer:
                                   "last_id": page[-1]["id"] if page else None, "has_more": len(ordered) > limit})
 
     async def _cancel_batch(self, request: web.Request) -> web.Response:
-        denied = self._authorized(request)
-        if denied is not None:
-            return denied
-        batch = self.batches.get(request.match_info["bid"])
-        if batch is None:
-            return web.json_response({"error": {"message": "no such batch", "type": "not_found"}}, status=404)
+        batch, error = self._find_batch(request)
+        if error is not None:
+            return error
         if batch["status"] not in ("completed", "failed", "expired", "cancelled"):
             batch["status"], batch["cancelled_at"] = "cancelled", int(time.time())
         return web.json_response(batch)

@@ -94,10 +94,7 @@ class EmbeddingModule(pl.LightningModule):
         """Query embeddings (B, H) and document-slot embeddings (B * (1 + n), H); empty slots are zero."""
         queries = self.embed(batch["query_input_ids"], batch["query_attention_mask"])
         filled = self.embed(batch["doc_input_ids"], batch["doc_attention_mask"])
-        doc_mask = batch["doc_mask"]
-        docs = filled.new_zeros(doc_mask.shape[0], filled.shape[-1])
-        docs = docs.index_put((doc_mask.nonzero(as_tuple=True)[0],), filled)
-        return queries, docs
+        return queries, into_slots(filled, batch["doc_mask"])
 
     def loss_from_embeddings(self, queries: torch.Tensor, docs: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The configured loss of local queries against every rank's document slots."""
@@ -122,13 +119,10 @@ class EmbeddingModule(pl.LightningModule):
         """One optimiser step with GradCache (manual optimisation): chunked embedding, full-batch loss."""
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        doc_mask = batch["doc_mask"]
 
         def loss_from(embeddings):
             queries, filled = embeddings
-            docs = filled.new_zeros(doc_mask.shape[0], filled.shape[-1]).index_put(
-                (doc_mask.nonzero(as_tuple=True)[0],), filled)
-            return self.loss_from_embeddings(queries, docs, batch)
+            return self.loss_from_embeddings(queries, into_slots(filled, batch["doc_mask"]), batch)
 
         groups = [{"input_ids": batch["query_input_ids"], "attention_mask": batch["query_attention_mask"]},
                   {"input_ids": batch["doc_input_ids"], "attention_mask": batch["doc_attention_mask"]}]
@@ -236,6 +230,12 @@ class EmbeddingModule(pl.LightningModule):
         states, self._rng_on_next_batch = getattr(self, "_rng_on_next_batch", None), None
         if states is not None:
             restore_rng_states(states)
+
+
+def into_slots(filled: torch.Tensor, doc_mask: torch.Tensor) -> torch.Tensor:
+    """Encoded documents (filled slots only) placed into the batch's slot layout; empty slots are zero."""
+    slots = filled.new_zeros(doc_mask.shape[0], filled.shape[-1])
+    return slots.index_put((doc_mask.nonzero(as_tuple=True)[0],), filled)
 
 
 def capture_rng_states() -> dict:
