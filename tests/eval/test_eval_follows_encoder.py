@@ -107,3 +107,19 @@ def test_device_key(tmp_path, tiny_mistral_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device"):
             load_encoder(_cfg([f"checkpoint={folder}", "device=cuda"]))
+
+
+def test_encoder_max_length_replaces_the_training_length(tmp_path, tiny_mistral_path, tasks_root, spy):
+    """A folder trained on short inputs keeps max_length 16; encoder_max_length evaluates it at another
+    length (eval.max_length still caps it), with results in a folder of their own."""
+    encoder = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token", dtype="float32", max_length=16)
+    folder = encoder.save(tmp_path / "enc")
+    assert load_encoder(_cfg([f"checkpoint={folder}"])).max_length == 16
+    assert load_encoder(_cfg([f"checkpoint={folder}", "encoder_max_length=128"])).max_length == 128
+    base = [f"checkpoint={folder}", f"eval.data_dir={tasks_root}", "eval.tasks=[MySTS]", f"output_dir={tmp_path}/r"]
+    short, long = run(_cfg(base)), run(_cfg(base + ["encoder_max_length=128", "eval.max_length=64"]))
+    assert short.parent != long.parent
+    assert json.loads((short.parent / "model_meta.json").read_text())["max_length"] == 16
+    assert json.loads((long.parent / "model_meta.json").read_text())["max_length"] == 64
+    with pytest.raises(ValueError, match="encoder_max_length"):
+        load_encoder(_cfg([f"checkpoint={folder}", "encoder_max_length=0"]))

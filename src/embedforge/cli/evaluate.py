@@ -19,6 +19,12 @@ def load_encoder(cfg: DictConfig):
 
     ckpt = cfg.get("checkpoint")
     encoder = encoder_from_config(cfg, hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
+    own_length = cfg.get("encoder_max_length")
+    if own_length is not None:
+        # a folder keeps its training length (often short to save compute); evaluate at another one
+        if not isinstance(own_length, int) or own_length <= 0:
+            raise ValueError(f"encoder_max_length: must be a positive integer or null, got {own_length!r}")
+        encoder.max_length = own_length
     return encoder.to(resolve_device(cfg.get("device", "auto")))
 
 
