@@ -100,3 +100,11 @@ def read_run_record(path: str | Path) -> dict:
     if path.is_dir():
         path = path / RECORD_FILE
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def record_metric(record: dict, name: str) -> float | None:
+    """A metric of a training run record by its logged name: train/..., val/... (validation after
+    training) or val/<task>/<score> (the in-training MTEB evaluation's last scores); None if absent."""
+    found = {**(record.get("train_metrics") or {}), **(record.get("val_after") or {}),
+             **((record.get("mteb_eval") or {}).get("final") or {})}.get(name)
+    return None if found is None else float(found)

@@ -78,6 +78,12 @@ def test_callback_inside_embedforge_train(compose_train, tasks_root):
     values = [float(row.split(",")[column]) for row in rows if row.split(",")[column]]
     assert len(values) >= 2, "expected scores during training (every 2 of 4 steps), not only at the end"
     assert all(-100 <= v <= 100 for v in values)
+    # the run record keeps the scores per step, and the last ones are what a sweep maximises
+    from embedforge.run_record import record_metric
+
+    assert [h["step"] for h in record["mteb_eval"]["history"]] == [2, 4]
+    assert record_metric(record, "val/MySTS/cosine_spearman") == record["mteb_eval"]["history"][-1]["val/MySTS/cosine_spearman"]
+    assert record_metric(record, "val/MySTS/cosine_spearman") == pytest.approx(values[-1], abs=1e-4)
 
 
 def test_callback_under_two_processes_does_not_hang(compose_train, tasks_root):

@@ -13,13 +13,13 @@ from embedforge.paths import CONF_DIR
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float | None:
+    from embedforge.run_record import record_metric
     from embedforge.train.run import train
 
     record = train(cfg)
     # The objective for Hydra sweepers (hparams_search=optuna): `optimized_metric`, higher is better.
     name = cfg.get("optimized_metric") or "val/ndcg@10"
-    value = {**record.get("train_metrics", {}), **(record.get("val_after") or {})}.get(name)
-    return None if value is None else float(value)
+    return record_metric(record, name)
 
 
 def main() -> None:

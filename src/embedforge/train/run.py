@@ -104,6 +104,14 @@ def format_metrics(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
+def _in_training_mteb(callbacks) -> dict | None:
+    """The in-training MTEB evaluation's scores per step and its last ones (what sweeps maximise)."""
+    history = [h for c in callbacks for h in (getattr(c, "history", None) or [])]
+    if not history:
+        return None
+    return {"history": [{"step": step, **metrics} for step, metrics in history], "final": history[-1][1]}
+
+
 def _run_id(cfg: DictConfig) -> str:
     """<run_name>/<run folder name>: unique per run, and the folder it names holds the run record."""
     return f"{cfg.run_name}/{Path(cfg.paths.output_dir).name}"
@@ -169,6 +177,7 @@ def train(cfg: DictConfig) -> dict:
         encoder=module.encoder.describe() if module.encoder is not None else None,
         wall_time_s=round(wall, 1),
         config=resolved,
+        mteb_eval=_in_training_mteb(callbacks),
     )
     if trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
         out = Path(cfg.paths.output_dir)
