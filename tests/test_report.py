@@ -111,6 +111,11 @@ def test_row_keys_from_tags_and_run_names():
     assert row_key({}, None, "paper_ablation_pooling_weighted_mean", known) == "pooling_weighted_mean"
     assert row_key({}, None, "paper/full_data", known) == "full_data"
     assert row_key({}, None, "default", known) == "default"
+    # grid runs are named <grid tag>_<row>
+    assert row_key({"tags": ["small_grid", "minilm"]}, None, "small_grid_lora_r8", known) == "lora_r8"
+    assert row_key({"tags": ["small_grid"]}, None, "small_grid_temperature_005", known) == "temperature_005"
+    assert row_key({"tags": ["small_grid"]}, None, "small_grid", known) == "small_grid"
+    assert row_key({"tags": ["other"]}, None, "small_grid_lora_r8", known) == "small_grid_lora_r8"
 
 
 def test_malformed_record_fails_naming_file_line_or_is_counted(grid, tmp_path):

@@ -8,7 +8,8 @@ Input on disk: a list of globs (or {path, row, label} entries) matching run fold
 
 A row's key (which paper row it stands beside): the entry's `row`, else a `row:<key>` tag in the
 run's config, else a tag that is a paper row key, else its run_name (a leading "paper_"/"paper/" and
-"ablation_" are dropped when that gives a paper row key), else the folder name.
+"ablation_" are dropped when that gives a paper row key; a leading "<tag>_" of one of its tags is
+dropped, so grid runs named <grid>_<row> are keyed by row), else the folder name.
 """
 
 from __future__ import annotations
@@ -70,7 +71,12 @@ def row_key(config: dict | None, tags: list | None, run_name: str | None, known:
     for prefix in ("paper_", "paper/", "paper-", "ablation_"):
         if candidate not in known and candidate.startswith(prefix):
             candidate = candidate[len(prefix):]
-    return candidate if candidate in known else str(name)
+    if candidate in known:
+        return candidate
+    for tag in tags:  # a grid's runs are named <grid tag>_<row>: the row is the key
+        if candidate.startswith(f"{tag}_") and len(candidate) > len(tag) + 1:
+            return candidate[len(tag) + 1:]
+    return str(name)
 
 
 def _read(path: Path) -> dict:
