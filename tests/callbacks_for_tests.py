@@ -86,3 +86,21 @@ class KillAtStep(pl.Callback):
 
         if trainer.global_step >= self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalAtStep(pl.Callback):
+    """Sends its own process a signal (default SIGUSR1) once, at the start of the batch after `step`
+    optimiser steps, as a cluster does some time before it pre-empts a job."""
+
+    def __init__(self, step: int, signal_name: str = "SIGUSR1"):
+        self.step = step
+        self.signal_name = signal_name
+        self.sent = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        import os
+        import signal
+
+        if not self.sent and trainer.global_step >= self.step:
+            self.sent = True
+            os.kill(os.getpid(), getattr(signal, self.signal_name))

@@ -67,6 +67,27 @@ def test_kill_9_mid_epoch_then_resume_is_exact(compose_train, tmp_path):
     assert_same_training_state(full, final_state(tmp_path / "runs", "split"))
 
 
+def test_preemption_signal_checkpoints_the_batch_in_flight_then_resume_is_exact(compose_train, tmp_path):
+    """SIGUSR1 (SLURM's warning) or SIGTERM mid-epoch: the run finishes the batch in flight, writes
+    last.ckpt at that step (between the every-2-steps checkpoints), exits cleanly, and resumes exactly."""
+    full_log = tmp_path / "full"
+    train(compose_train(*COMMON, "run_name=full", f"+callbacks.record.path={full_log}"))
+    full = final_state(tmp_path / "runs", "full")
+    for signal_name in ("SIGUSR1", "SIGTERM"):
+        name, log = f"split_{signal_name}", tmp_path / f"split_{signal_name}"
+        stopped = cli(tmp_path / "runs", f"run_name={name}", f"+callbacks.record.path={log}",
+                      "+callbacks.signal._target_=callbacks_for_tests.SignalAtStep", "+callbacks.signal.step=2",
+                      f"+callbacks.signal.signal_name={signal_name}")
+        assert stopped.returncode == 0, stopped.stderr[-2000:]
+        assert f"{signal_name} received: checkpoint written" in stopped.stdout + stopped.stderr
+        assert final_state(tmp_path / "runs", name)["global_step"] == 3  # the batch in flight was finished
+        assert len(batches(log)) == 3
+        resumed = cli(tmp_path / "runs", f"run_name={name}", f"+callbacks.record.path={log}", "ckpt_path=last")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert batches(log) == batches(full_log)
+        assert_same_training_state(full, final_state(tmp_path / "runs", name))
+
+
 def test_ddp_sim_stop_mid_epoch_then_resume_is_exact(compose_train, tmp_path):
     """Two gloo ranks, stopped after 2 of 4 steps (step checkpoint every 2) and resumed."""
     common = [*COMMON, "trainer=ddp_sim", "data.max_train_examples=32", "callbacks.model_checkpoint.every_n_train_steps=2"]
