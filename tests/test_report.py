@@ -96,6 +96,29 @@ def test_table5_deltas_on_common_tasks_and_missing_runs(grid, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+def test_grid_records_layout_keys_rows_by_their_folders(tmp_path):
+    """experiments/run_grid.sh keeps records as <grid>/records/<row>/{train,evaluate}/run_record.json;
+    runs are named <grid>_<row>; an evaluation-only row (the untrained base) is keyed by its folder too."""
+    records = tmp_path / "small_grid" / "records"
+    for row, scores in (("default", BASE), ("lora_r8", {**BASE, "SciFact": 61.0})):
+        (records / row / "train").mkdir(parents=True)
+        (records / row / "train" / "run_record.json").write_text(json.dumps({
+            "kind": "train", "run_name": f"small_grid_{row}", "run_id": f"id-{row}",
+            "config": {"run_name": f"small_grid_{row}", "tags": ["small_grid", "minilm"]}}))
+        (records / row / "evaluate").mkdir()
+        (records / row / "evaluate" / "run_record.json").write_text(json.dumps(
+            {"kind": "evaluate", "evaluated": f"id-{row}", "results": scores}))
+    (records / "base" / "evaluate").mkdir(parents=True)
+    (records / "base" / "evaluate" / "run_record.json").write_text(json.dumps(
+        {"kind": "evaluate", "evaluated": None, "results": {**BASE, "SciFact": 64.5}}))
+    out = build_report(ReportSettings(runs=[RunInput(str(records / "*" / "*"))], baseline="default"), tmp_path / "out")
+    md = out["markdown"].read_text()
+    assert set(json.loads(out["json"].read_text())["rows"]) == {"default", "lora_r8", "base"}
+    assert _row(md, "| LoRA r=8 |")[4] == f"{1 / 3:+.2f}"
+    assert _row(md, "| default | default |")[2] == "3" and _row(md, "| base | base |")[2] == "3"
+    assert "## Table 1" not in md  # no row stands for a Table 1 variant: no table of "missing"
+
+
 def test_baseline_option_and_labels(grid, tmp_path):
     out = _report(grid, tmp_path / "out", baseline="no_hard_negatives", labels={"no_hard_negatives": "no hard negatives"})
     md = out["markdown"].read_text()

@@ -63,7 +63,8 @@ def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = 
              + (f"W&B project `{settings.wandb_project}`" if settings.wandb_project else f"{len(settings.runs)} input pattern(s)")
              + ". Scores are main scores x 100; categories are means over our tasks of that MTEB type, "
                "averages means over all our tasks.", "",
-             "## Table 1: data variants", "", table1(paper, rows, task_type, paper_tasks),
+             *(["## Table 1: data variants", "", table1(paper, rows, task_type, paper_tasks)]
+               if set(rows) & set(paper.table1) or not rows else []),  # a grid without those rows skips it
              "## Table 5: ablations (Δ = row − its base)", "",
              "Our deltas are taken on the tasks a row shares with its base. ", "", table5(paper, rows, settings.baseline),
              f"![ablation deltas]({png.name})", "",

@@ -145,6 +145,13 @@ def _load_items(inputs: list[RunInput], on_error: str, skipped: list[str]) -> li
     return items
 
 
+def _folder_key(record_file: Path) -> str:
+    """The row a record file stands for by where it lies: its folder, or in the layout of
+    experiments/run_grid.sh (<grid>/records/<row>/{train,evaluate}/run_record.json) the row's folder."""
+    folder = record_file.parent
+    return folder.parent.name if folder.name in ("train", "evaluate") else folder.name
+
+
 def _add(rows: dict[str, OurRow], row: OurRow, order: str) -> None:
     """One row per key; several runs with one key: the newest (timestamped folders sort by time) is used."""
     row.order = order
@@ -171,8 +178,8 @@ def collect_records(inputs: list[RunInput], known: set[str], labels: dict[str, s
     attached: set[int] = set()
     for item in (i for i in items if i.kind == "train"):
         data = item.data
-        key = item.spec.row or row_key(data.get("config"), None, data.get("run_name"), known) or item.path.parent.name
-        row = OurRow(key, item.spec.label or labels.get(key) or str(data.get("run_name") or key),
+        key = item.spec.row or row_key(data.get("config"), None, data.get("run_name"), known) or _folder_key(item.path)
+        row = OurRow(key, item.spec.label or labels.get(key) or key,
                      run_id=data.get("run_id"), sources=[str(item.path)])
         for evaluation in sorted(evaluations.get(str(data.get("run_id")), []), key=lambda e: str(e.path)):
             row.scores.update(_scores(evaluation.data.get("results") or {}, evaluation.path))  # newer wins per task
@@ -184,13 +191,13 @@ def collect_records(inputs: list[RunInput], known: set[str], labels: dict[str, s
     for item in (i for i in items if i.kind in ("evaluate", "summary") and id(i) not in attached):
         if item.kind == "evaluate":
             config = item.data.get("config") or {}
-            key = item.spec.row or row_key(config, None, None, known) or item.path.parent.name
+            key = item.spec.row or row_key(config, None, None, known) or _folder_key(item.path)
             scores = _scores(item.data.get("results") or {}, item.path)
             if item.data.get("evaluated"):
                 skipped.append(f"{item.path}: evaluates run {item.data['evaluated']!r}, which no input holds; "
                                f"shown as row {key!r}")
         else:
-            key, scores = item.spec.row or item.path.parent.name, item.data
+            key, scores = item.spec.row or _folder_key(item.path), item.data
         row = OurRow(key, item.spec.label or labels.get(key) or key, dict(scores), sources=[str(item.path)])
         _add(rows, row, str(item.path))
     return Collected(rows=rows, skipped=skipped)
