@@ -4,9 +4,8 @@
 # The base row was evaluated on STSBenchmark and Banking77; the trained rows on STSBenchmark only:
 # Banking77 takes about 14 min per SmolLM2 row on one thread, more than the session could spend on six.
 # The held-out demo records' retrieval metrics (validation before/after) are in each train record.
-# The pre-training chain (rows pretrain, pretrain_then_default) was not run: a SmolLM2 row trains for
-# about 16 min on one thread here, and the session's time went to the rows below and the small grid.
-# Add them to the list to run them.
+# The pre-training chain (pretrain: 512 SciFact title -> body pairs, then pretrain_then_default) ran last,
+# alone on the machine with OMP_NUM_THREADS=2.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export EMBEDFORGE_EVAL_DATA=${EMBEDFORGE_EVAL_DATA:-../shared/data/eval}
@@ -16,6 +15,8 @@ TASKS='[STSBenchmark,Banking77Classification]' EVAL_LENGTH=128 BASE_ARGS='model=
   experiments/run_grid.sh decoder_grid base
 TASKS='[STSBenchmark]' EVAL_LENGTH=128 \
   experiments/run_grid.sh decoder_grid default pooling_mean no_instruction lora_r8
+TASKS='[STSBenchmark]' EVAL_LENGTH=128 TRAIN_ONLY=pretrain OMP_NUM_THREADS=2 \
+  experiments/run_grid.sh decoder_grid pretrain pretrain_then_default
 
 .venv/bin/embedforge-report 'runs=[experiments/decoder_grid/records/*/*]' baseline=default \
   "data_dirs=[$EMBEDFORGE_EVAL_DATA]" output_dir=experiments/decoder_grid 'title="Decoder grid: SmolLM2-135M + LoRA, beside the paper"'
