@@ -42,9 +42,10 @@ for row in "$@"; do
       run=$(ls -td "runs/${grid}_${row}"/*/ | head -1)
       mkdir -p "$records/$row/train" && cp "$run/run_record.json" "$records/$row/train/"
     fi
-    if [[ " $TRAIN_ONLY " != *" $row "* ]]; then
-      run=$(ls -td "runs/${grid}_${row}"/*/ | head -1)
-      evaluate "$row" "checkpoint=${run}encoder"
+    if [[ " $TRAIN_ONLY " != *" $row "* ]]; then  # the encoder the recorded training run wrote
+      encoder=$($bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["encoder_dir"])' \
+        "$records/$row/train/run_record.json")
+      evaluate "$row" "checkpoint=$encoder"
     fi
   fi
   echo "[$grid/$row] done in $(( $(date +%s) - start )) s"

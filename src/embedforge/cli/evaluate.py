@@ -17,13 +17,12 @@ def load_encoder(cfg: DictConfig):
     """The encoder to evaluate (`checkpoint`, or model/lora/pooling), on `device`."""
     from embedforge.model.builder import encoder_from_config
 
+    own_length = cfg.get("encoder_max_length")
+    if own_length is not None and (not isinstance(own_length, int) or own_length <= 0):  # before the slow load
+        raise ValueError(f"encoder_max_length: must be a positive integer or null, got {own_length!r}")
     ckpt = cfg.get("checkpoint")
     encoder = encoder_from_config(cfg, hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
-    own_length = cfg.get("encoder_max_length")
-    if own_length is not None:
-        # a folder keeps its training length (often short to save compute); evaluate at another one
-        if not isinstance(own_length, int) or own_length <= 0:
-            raise ValueError(f"encoder_max_length: must be a positive integer or null, got {own_length!r}")
+    if own_length is not None:  # a folder keeps its training length (often short to save compute)
         encoder.max_length = own_length
     return encoder.to(resolve_device(cfg.get("device", "auto")))
 

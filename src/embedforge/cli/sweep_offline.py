@@ -78,6 +78,11 @@ def trial_command(config: dict, params: dict, extra: list[str], path: Path) -> l
     return command
 
 
+def _plain(value):
+    """numpy scalars (bayes, log-uniform draws) as plain numbers, for the command line and the JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def run_sweep(path: Path, trials: int, extra: list[str], out_dir: Path) -> list[dict]:
     """Run up to `trials` trials one after another; return one summary per trial (also in sweep_results.json)."""
     import sweeps
@@ -85,15 +90,14 @@ def run_sweep(path: Path, trials: int, extra: list[str], out_dir: Path) -> list[
     config = load_sweep(path)
     metric = config["metric"]["name"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE") if os.environ.get("WANDB_MODE") == "disabled"
-           else "offline"}
+    # offline, unless W&B is switched off altogether
+    env = {**os.environ, "WANDB_MODE": "disabled" if os.environ.get("WANDB_MODE") == "disabled" else "offline"}
     finished, results = [], []
     for n in range(trials):
         suggestion = sweeps.next_run(config, finished)
         if suggestion is None:  # a grid is exhausted
             break
-        params = {key: spec["value"] for key, spec in suggestion.config.items()}
-        params = {key: value.item() if hasattr(value, "item") else value for key, value in params.items()}
+        params = {key: _plain(spec["value"]) for key, spec in suggestion.config.items()}
         trial_dir = out_dir / f"trial_{n}"
         command = trial_command(config, params, [*extra, f"hydra.run.dir={trial_dir}"], path)
         print(f"[sweep] trial {n}: {' '.join(f'{k}={v}' for k, v in params.items())}", flush=True)
