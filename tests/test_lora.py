@@ -103,33 +103,36 @@ class _Siblings(torch.nn.Module):
         return self.o(torch.tanh(self.q(x) * self.k(x) + self.v(x)) @ torch.ones(5, 6))
 
 
-@pytest.mark.parametrize("block_elements", [1 << 22, 7])  # one block; one row a block
-def test_siblings_share_one_mask_and_match_the_formula(monkeypatch, block_elements):
+@pytest.mark.parametrize("block_elements, shape", [
+    (1 << 22, (3, 4, 6)),  # one block; 72 elements: the mask is kept bit-packed
+    (7, (3, 4, 6)),        # one row a block
+    (1 << 22, (1, 6)),     # 6 elements: kept as bool
+])
+def test_siblings_share_one_mask_and_match_the_formula(monkeypatch, block_elements, shape):
     import embedforge.model.lora as lora_module
 
     monkeypatch.setattr(lora_module, "_BLOCK_ELEMENTS", block_elements)
 
     drawn = []
-    draw = lora_module.draw_keep_mask
-    monkeypatch.setattr(lora_module, "draw_keep_mask", lambda x, p: drawn.append(draw(x, p)) or drawn[-1])
+    draw = lora_module.draw_drop_mask
+    monkeypatch.setattr(lora_module, "draw_drop_mask", lambda x, p: drawn.append(draw(x, p)) or drawn[-1])
     torch.manual_seed(0)
     model = apply_lora(_Siblings(), LoraSettings(r=2, alpha=4, dropout=0.5, target_modules=["q", "k", "v", "o"]))
     for name, param in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.5)
     model.train()
-    x = torch.randn(3, 4, 6, requires_grad=True)
+    x = torch.randn(*shape, requires_grad=True)
     out = model(x)
     assert len(drawn) == 2  # one mask for q/k/v's shared input, one for o's
-    keep = drawn[0]
-    assert keep.dtype == torch.bool and 0.2 < keep.float().mean() < 0.8  # Bernoulli(0.5)
+    assert drawn[0].dtype == torch.bool and 0 < drawn[0].float().mean() < 1  # Bernoulli(0.5)
 
     # Independent reference: the LoRA formula by hand with the masks that were drawn.
     inner = model.base_model.model
     def adapted(layer, inp, mask):
         a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
-        return layer.base_layer(inp) + (inp * mask / 0.5) @ a.t() @ b.t() * layer.scaling["default"]
-    q, k, v = (adapted(getattr(inner, n), x, keep) for n in "qkv")
+        return layer.base_layer(inp) + (inp * ~mask / 0.5) @ a.t() @ b.t() * layer.scaling["default"]
+    q, k, v = (adapted(getattr(inner, n), x, drawn[0]) for n in "qkv")
     hidden = torch.tanh(q * k + v) @ torch.ones(5, 6)
     expected = adapted(inner.o, hidden, drawn[1])
     assert torch.allclose(out, expected, atol=1e-6)
@@ -149,8 +152,8 @@ def test_bert_draws_one_mask_per_distinct_input(monkeypatch):
     from embedforge.model.loading import load_backbone
 
     drawn = []
-    draw = lora_module.draw_keep_mask
-    monkeypatch.setattr(lora_module, "draw_keep_mask", lambda x, p: drawn.append(1) or draw(x, p))
+    draw = lora_module.draw_drop_mask
+    monkeypatch.setattr(lora_module, "draw_drop_mask", lambda x, p: drawn.append(1) or draw(x, p))
     model, _ = load_backbone("embedded:all-MiniLM-L6-v2")
     peft_model = apply_lora(model, LoraSettings(r=4, dropout=0.1))
     peft_model.train()
@@ -159,3 +162,97 @@ def test_bert_draws_one_mask_per_distinct_input(monkeypatch):
     # 6 adapted linears a layer (query, key, value, attention output, intermediate, output), 6 layers:
     # query/key/value share their input, so 4 masks a layer instead of 6.
     assert len(drawn) == 4 * 6
+
+
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.5])
+def test_drop_masks_are_bernoulli_p_and_independent_across_lanes(p):
+    """Four mask elements come from one 64-bit word: each lane must drop with probability p on its
+    own, and neighbours (lanes of one word, and words) must not move together."""
+    from embedforge.model.lora import draw_drop_mask, effective_p
+
+    assert abs(effective_p(p) - p) <= 2 ** -17
+    torch.manual_seed(0)
+    drop = draw_drop_mask(torch.empty(1000, 1024), p).float()
+    n = drop.numel()
+    tolerance = 5 * (p * (1 - p) / (n / 4)) ** 0.5  # five standard errors, per lane
+    lanes = drop.view(-1, 4)
+    assert torch.all((lanes.mean(0) - p).abs() < tolerance)
+    centred = drop.view(-1) - drop.mean()
+    for lag in (1, 2, 3, 4, 1024):  # within a word, the next word, the next row
+        corr = (centred[:-lag] * centred[lag:]).mean() / centred.pow(2).mean()
+        assert abs(corr) < 5 / n ** 0.5, lag
+    torch.manual_seed(0)
+    assert torch.equal(draw_drop_mask(torch.empty(1000, 1024), p).float(), drop)  # the global RNG replays it
+
+
+def test_packed_masks_round_trip():
+    from embedforge.model.lora import pack_mask, unpack_mask
+
+    every_byte = ((torch.arange(256).unsqueeze(-1) >> torch.arange(8)) & 1).bool()  # bit i -> element i
+    assert torch.equal(pack_mask(every_byte), torch.arange(256, dtype=torch.uint8))
+    assert torch.equal(unpack_mask(torch.arange(256, dtype=torch.uint8), (256, 8)), every_byte)
+    mask = torch.rand(4, 10, 16) < 0.3
+    packed = pack_mask(mask)
+    assert packed.dtype == torch.uint8 and packed.numel() == mask.numel() // 8
+    assert torch.equal(unpack_mask(packed, mask.shape), mask)
+
+
+def test_lean_forward_with_a_trainable_base_and_bias_matches_pefts():
+    """Full fine-tuning plus an adapter (base weight and bias trainable): the one-node forward must
+    give the base's gradients too."""
+    torch.manual_seed(0)
+    ref, new = _copies(_Siblings(), r=2)
+    for model in (ref, new):
+        for name, param in model.named_parameters():
+            if "base_layer" in name:
+                param.requires_grad_(True)
+    x = torch.randn(3, 4, 6, requires_grad=True)
+    results = []
+    for model in (ref, new):
+        model.train()
+        out = model(x)
+        params = [p for p in model.parameters() if p.requires_grad]
+        results.append((out, torch.autograd.grad(out.pow(2).sum(), [x] + params)))
+    assert len(results[1][1]) == 1 + 4 * 4  # x, and for q/k/v/o: weight, bias, A, B
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-6)
+    for got, want in zip(results[1][1], results[0][1]):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_lean_forward_under_bf16_autocast_matches_pefts():
+    """Under autocast both forwards compute in bf16 (rounded in different places, so compared by
+    relative error of the whole tensor); gradients land in the parameters' fp32."""
+    torch.manual_seed(0)
+    ref, new = _copies(_Siblings(), r=2)
+    x = torch.randn(3, 4, 6)
+    results = []
+    for model in (ref, new):
+        model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        assert out.dtype == torch.bfloat16
+        out.float().pow(2).sum().backward()
+        results.append((out.float(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
+    def rel_err(got, want):
+        return ((got - want).norm() / want.norm()).item()
+    assert rel_err(results[1][0], results[0][0]) < 1e-2
+    for name, grad in results[0][1].items():
+        assert results[1][1][name].dtype == torch.float32
+        assert rel_err(results[1][1][name], grad) < 3e-2, name
+
+
+def test_layers_with_forward_hooks_take_pefts_forward(monkeypatch):
+    """A hook on the layer (DeepSpeed ZeRO-3 gathers parameters in them) must run: no direct weight reads."""
+    import embedforge.model.lora as lora_module
+
+    calls = []
+    apply = lora_module._LoraLinear.apply
+    monkeypatch.setattr(lora_module._LoraLinear, "apply", lambda *a: calls.append(1) or apply(*a))
+    model = apply_lora(_Siblings(), LoraSettings(r=2, dropout=0.0, target_modules=["q", "k", "v", "o"]))
+    model(torch.randn(2, 6))
+    assert len(calls) == 4
+    calls.clear()
+    seen = []
+    model.base_model.model.q.base_layer.register_forward_pre_hook(lambda *_: seen.append(1))
+    model(torch.randn(2, 6))
+    assert seen == [1] and len(calls) == 3

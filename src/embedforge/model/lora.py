@@ -18,6 +18,7 @@ is unchanged in distribution.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -93,28 +94,30 @@ def count_trainable(model: nn.Module) -> int:
 
 # ---------------------------------------------------------------------------------------------- lean forward
 class _MaskCache:
-    """The last (input, mask) drawn inside one parent module's forward; emptied when it returns."""
+    """The last input's dropout (drop mask, dropped copy) drawn inside one parent module's forward, so
+    sibling adapters reading the same tensor (q/k/v) share both; emptied when the parent returns."""
 
     def __init__(self) -> None:
-        self.entry: tuple[torch.Tensor, int, float, torch.Tensor] | None = None
+        self.entry: tuple | None = None
 
-    def mask_for(self, x: torch.Tensor, p: float) -> torch.Tensor:
+    def dropped(self, x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor, float]:
         entry = self.entry
         # `is` on the tensor (held strongly until the parent returns, so ids cannot be reused) and its
         # version counter (an in-place change makes it a different input).
         if entry is not None and entry[0] is x and entry[1] == x._version and entry[2] == p:
             return entry[3]
-        mask = draw_keep_mask(x, p)
-        self.entry = (x, x._version, p, mask)
-        return mask
+        value = dropout_input(x, p)
+        self.entry = (x, x._version, p, value)
+        return value
 
     def clear(self, *_args) -> None:
         self.entry = None
 
 
-# Masked copies of the input are made a block of rows at a time, so the transient stays ~16 MB
-# (fp32) whatever the batch: large temporaries are what inflates peak memory, on CPU above all.
+# Masks are drawn a block of rows at a time, so the random words stay ~16 MB whatever the batch.
 _BLOCK_ELEMENTS = 1 << 22
+# Drop decisions compare uniform 16-bit integers to a threshold: p is used as round(p * 2^16) / 2^16.
+_LEVELS = 1 << 16
 
 
 def _row_blocks(rows: int, width: int):
@@ -122,79 +125,139 @@ def _row_blocks(rows: int, width: int):
     return ((start, min(start + step, rows)) for start in range(0, rows, step))
 
 
-def draw_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Bernoulli(1 - p) keep mask shaped like x, as bool (1 byte an element), from the global RNG
-    (so GradCache and activation checkpointing replay it); drawn in blocks of rows."""
-    mask = torch.empty(x.shape, device=x.device, dtype=torch.bool)
-    flat = mask.view(-1, x.shape[-1]) if x.dim() > 1 else mask.view(1, -1)
+def effective_p(p: float) -> float:
+    """The drop probability the masks really have (p on a 2^-16 grid); 1 / (1 - it) rescales kept values."""
+    return round(p * _LEVELS) / _LEVELS
+
+
+def draw_drop_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Bool mask shaped like x, True where an element is dropped (probability `effective_p(p)`), from
+    the global RNG so GradCache and activation checkpointing replay it.
+
+    Why not torch.bernoulli or rand() >= p: those cost one generator call per element. One 64-bit
+    word over its full range holds four independent uniform 16-bit lanes, so this draws a quarter of
+    the words (4x faster on CPU) for a p rounded to 1/65536."""
+    drop = torch.empty(x.shape, device=x.device, dtype=torch.bool)
+    flat = drop.view(-1, x.shape[-1]) if x.dim() > 1 else drop.view(1, -1)
+    threshold = -(_LEVELS // 2) + round(p * _LEVELS)  # lanes are int16: [-32768, 32767]
     for start, stop in _row_blocks(flat.shape[0], flat.shape[1]):
-        torch.ge(torch.rand(stop - start, flat.shape[1], device=x.device), p, out=flat[start:stop])
-    return mask
+        count = (stop - start) * flat.shape[1]
+        words = torch.empty((count + 3) // 4, device=x.device, dtype=torch.int64).random_(-(1 << 63), None)
+        lanes = words.view(torch.int16)[:count].view(stop - start, flat.shape[1])
+        torch.lt(lanes, threshold, out=flat[start:stop])
+    return drop
 
 
-def _masked_matmul(x2: torch.Tensor, mask2: torch.Tensor | None, other: torch.Tensor, dtype, left=None):
-    """(x2 * mask2) @ other, or left @ (x2 * mask2) when `left` is given, block by block of rows."""
-    if mask2 is None:
-        x = x2.to(dtype)
-        return x @ other if left is None else left @ x
-    rows = x2.shape[0]
-    out = (torch.empty(rows, other.shape[1], device=x2.device, dtype=dtype) if left is None
-           else torch.zeros(left.shape[0], x2.shape[1], device=x2.device, dtype=dtype))
-    for start, stop in _row_blocks(rows, x2.shape[1]):
-        # where(), not a multiply: a bool factor would be converted to float first (a full extra copy).
-        block = torch.where(mask2[start:stop], x2[start:stop].to(dtype), 0.0)
-        if left is None:
-            torch.mm(block, other, out=out[start:stop])
-        else:
-            out.addmm_(left[:, start:stop], block)
-    return out
+# Masks are kept for backward packed 8 to a byte: bit i of byte j is element 8j + i. Multiplying a
+# word of eight 0/1 bytes by _GATHER moves byte i's bit to bit 56 + i; _SPREAD copies a byte into all
+# eight, _SELECT keeps bit i in byte i, and adding _ROUND carries any set bit to the byte's top.
+_GATHER, _SPREAD, _ROUND, _LOW = 0x0102040810204080, 0x0101010101010101, 0x7F7F7F7F7F7F7F7F, 0x0101010101010101
+_SELECT = 0x8040201008040201 - (1 << 64)  # as a signed 64-bit constant
+_CAN_PACK = sys.byteorder == "little"     # the byte-to-word views assume it
 
 
-class _LoraDelta(torch.autograd.Function):
-    """result += scale * (x * mask / (1 - p)) @ A^T @ B^T, in place; saves x (shared with sibling
-    adapters), the bool mask and the rank-r product only."""
+def pack_mask(mask: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool tensor (numel a multiple of 8) -> uint8 tensor of its bits, 1/8 of the size."""
+    words = mask.reshape(-1).view(torch.uint8).view(-1, 8).view(torch.int64).view(-1)
+    bits = (words * _GATHER).bitwise_right_shift_(56)  # one word-sized temporary
+    return bits.to(torch.uint8) if out is None else out.copy_(bits)
+
+
+def unpack_mask(packed: torch.Tensor, shape) -> torch.Tensor:
+    """The inverse of pack_mask."""
+    words = packed.to(torch.int64)  # the only temporary; it becomes the mask
+    words.mul_(_SPREAD).bitwise_and_(_SELECT).add_(_ROUND).bitwise_right_shift_(7).bitwise_and_(_LOW)
+    return words.view(torch.uint8).view(torch.bool).view(shape)
+
+
+def dropout_input(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(drop mask for backward, x with dropped elements zeroed, 1 / (1 - effective p)).
+
+    The mask is returned bit-packed (uint8) when its size allows, else as bool: at 1 bit an element
+    LoRA's dropout costs less memory than full fine-tuning's gradients and optimizer state save.
+    The rescaling is left to the rank-r side, where it costs r numbers a token instead of d_in. The
+    copy is detached: the gradient to x is the adapter's own business (_LoraLinear.backward)."""
+    # What backward keeps is allocated before the temporaries, so freeing those leaves one hole at the
+    # top of the heap, not gaps between kept tensors (the CPU allocator's RSS grows with such gaps).
+    dropped = x.detach().clone()
+    packed = (torch.empty(x.numel() // 8, device=x.device, dtype=torch.uint8)
+              if _CAN_PACK and x.numel() % 8 == 0 else None)
+    drop = draw_drop_mask(x, p)
+    dropped.masked_fill_(drop, 0.0)
+    if packed is not None:
+        drop = pack_mask(drop, out=packed)
+    return drop, dropped, 1.0 / (1.0 - effective_p(p))
+
+
+class _LoraLinear(torch.autograd.Function):
+    """out = x W^T + bias + scale * keep_scale * (x_dropped A^T) B^T as one autograd node.
+
+    Against peft's `base(x) + B(A(dropout(x))) * s`: no separate base node (whose output, a view,
+    would need a CopySlices clone when the low-rank term is added in place), one gradient for x
+    (base and adapter summed by one addmm), the low-rank term added into the base output in place,
+    and, saved for backward, the frozen weight (as autograd keeps it), the dropped input (shared
+    with sibling adapters; x itself is not kept), the bit-packed mask and the rank-r product."""
 
     @staticmethod
-    def forward(ctx, result, x, mask, weight_a, weight_b, scale, keep_scale, compute_dtype):
+    def forward(ctx, x, weight, bias, dropped, drop, weight_a, weight_b, scale, keep_scale, base_dtype, lora_dtype):
         with torch.autocast(device_type=x.device.type, enabled=False):
             x2 = x.reshape(-1, x.shape[-1])
-            mask2 = None if mask is None else mask.reshape(x2.shape)
-            a, b = weight_a.to(compute_dtype), weight_b.to(compute_dtype)
-            low = _masked_matmul(x2, mask2, a.t(), compute_dtype)
-            if mask is not None:
-                low.mul_(keep_scale)  # the 1 / (1 - p) of inverted dropout, on the rank-r side
-            flat = result.view(-1, result.shape[-1])
-            if flat.dtype == compute_dtype:
-                torch.addmm(flat, low, b.t(), alpha=scale, out=flat)  # in place (addmm_ escapes FLOP counters)
+            w = weight.to(base_dtype)
+            out = x2.to(base_dtype) @ w.t() if bias is None else torch.addmm(bias.to(base_dtype), x2.to(base_dtype), w.t())
+            a, b = weight_a.to(lora_dtype), weight_b.to(lora_dtype)
+            low = dropped.reshape(x2.shape).to(lora_dtype) @ a.t()
+            if drop is not None:
+                low.mul_(keep_scale)  # inverted dropout's 1 / (1 - p), on the rank-r side
+            if out.dtype == lora_dtype:
+                torch.addmm(out, low, b.t(), alpha=scale, out=out)  # in place (addmm_ escapes FLOP counters)
             else:
-                flat.add_((low @ b.t()).mul_(scale).to(flat.dtype))
-        ctx.mark_dirty(result)
-        ctx.save_for_backward(x, mask, weight_a, weight_b, low)
-        ctx.scale, ctx.keep_scale, ctx.compute_dtype = scale, keep_scale, compute_dtype
-        return result
+                out.add_((low @ b.t()).mul_(scale).to(out.dtype))
+        # x is needed only for a trainable base weight (LoRA freezes it; kept general).
+        ctx.save_for_backward(w, dropped, drop, weight_a, weight_b, low, x if weight.requires_grad else None)
+        ctx.scale, ctx.keep_scale, ctx.lora_dtype = scale, keep_scale, lora_dtype
+        ctx.x_dtype, ctx.weight_dtype = x.dtype, weight.dtype
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx, grad):
-        x, mask, weight_a, weight_b, low = ctx.saved_tensors
-        dtype = ctx.compute_dtype
-        g = grad.reshape(-1, grad.shape[-1]).to(dtype)
-        a, b = weight_a.to(dtype), weight_b.to(dtype)
-        grad_low = (g @ b).mul_(ctx.scale)                      # (T, r)
-        if mask is not None:
+        w, dropped, drop, weight_a, weight_b, low, x = ctx.saved_tensors
+        lora_dtype = ctx.lora_dtype
+        g = grad.reshape(-1, grad.shape[-1])
+        g_lora = g.to(lora_dtype)
+        a, b = weight_a.to(lora_dtype), weight_b.to(lora_dtype)
+        grad_low = (g_lora @ b).mul_(ctx.scale)                # (T, r)
+        if drop is not None:
             grad_low.mul_(ctx.keep_scale)
-        grad_x = grad_a = grad_b = None
-        if ctx.needs_input_grad[4]:
-            grad_b = (g.t() @ low).mul_(ctx.scale).to(weight_b.dtype)
-        if ctx.needs_input_grad[3]:
-            x2 = x.reshape(-1, x.shape[-1])
-            mask2 = None if mask is None else mask.reshape(x2.shape)
-            grad_a = _masked_matmul(x2, mask2, None, dtype, left=grad_low.t()).to(weight_a.dtype)
-        if ctx.needs_input_grad[1]:
-            grad_x = grad_low @ a
-            if mask is not None:
-                grad_x = torch.where(mask.reshape(grad_x.shape), grad_x, 0.0)
-            grad_x = grad_x.reshape(x.shape).to(x.dtype)
-        return grad, grad_x, None, grad_a, grad_b, None, None, None
+        needs = ctx.needs_input_grad
+        grad_x = grad_w = grad_bias = grad_a = grad_b = None
+        if needs[0]:
+            from_adapter = grad_low @ a                          # (T, d_in)
+            if drop is not None:
+                mask = (drop.view(from_adapter.shape) if drop.dtype == torch.bool
+                        else unpack_mask(drop, from_adapter.shape))
+                from_adapter.masked_fill_(mask, 0.0)
+            g_base = g.to(w.dtype)
+            if from_adapter.dtype == w.dtype:
+                grad_x = torch.addmm(from_adapter, g_base, w, out=from_adapter)
+            else:
+                grad_x = (g_base @ w).add_(from_adapter.to(w.dtype))
+            grad_x = grad_x.view(*grad.shape[:-1], w.shape[1]).to(ctx.x_dtype)
+        if needs[1]:
+            grad_w = (g.to(w.dtype).t() @ x.reshape(-1, x.shape[-1]).to(w.dtype)).to(ctx.weight_dtype)
+        if needs[2] and ctx.bias_dtype is not None:
+            grad_bias = g.sum(0).to(ctx.bias_dtype)
+        if needs[5]:
+            grad_a = (grad_low.t() @ dropped.reshape(-1, dropped.shape[-1]).to(lora_dtype)).to(weight_a.dtype)
+        if needs[6]:
+            grad_b = (g_lora.t() @ low).mul_(ctx.scale).to(weight_b.dtype)
+        return grad_x, grad_w, grad_bias, None, None, grad_a, grad_b, None, None, None, None
+
+
+def _has_hooks(*modules: nn.Module) -> bool:
+    # e.g. DeepSpeed ZeRO-3 gathers a module's parameters in its forward hooks: reading weights
+    # directly would skip them.
+    return any(m._forward_pre_hooks or m._forward_hooks for m in modules)
 
 
 def _peft_linear_class():
@@ -234,20 +297,22 @@ def _make_shared_class(Linear: type) -> type:
                     or adapters[0] in self.lora_variant or not isinstance(self.base_layer, nn.Linear)):
                 return super().forward(x, *args, **kwargs)
             name = adapters[0]
-            lora_a, lora_b = self.lora_A[name], self.lora_B[name]
-            if lora_b.bias is not None:
+            base, lora_a, lora_b = self.base_layer, self.lora_A[name], self.lora_B[name]
+            device_type = x.device.type
+            autocast = torch.is_autocast_enabled(device_type)
+            if (lora_b.bias is not None or _has_hooks(self, base, lora_a, lora_b)
+                    or (not autocast and x.dtype != base.weight.dtype)):
                 return super().forward(x, *args, **kwargs)
-            result = self.base_layer(x)
             dropout = self.lora_dropout[name]
             p = float(getattr(dropout, "p", 0.0))
-            mask = None
+            drop, dropped, keep_scale = None, x, 1.0
             if dropout.training and p > 0.0:
-                mask = self._mask_cache.mask_for(x, p) if self._mask_cache is not None else draw_keep_mask(x, p)
-            device_type = x.device.type
-            compute_dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
-                             else lora_a.weight.dtype)
-            return _LoraDelta.apply(result, x, mask, lora_a.weight, lora_b.weight, float(self.scaling[name]),
-                                    1.0 / (1.0 - p), compute_dtype)
+                drop, dropped, keep_scale = (self._mask_cache.dropped(x, p) if self._mask_cache is not None
+                                             else dropout_input(x, p))
+            base_dtype = torch.get_autocast_dtype(device_type) if autocast else base.weight.dtype
+            lora_dtype = torch.get_autocast_dtype(device_type) if autocast else lora_a.weight.dtype
+            return _LoraLinear.apply(x, base.weight, base.bias, dropped, drop, lora_a.weight, lora_b.weight,
+                                     float(self.scaling[name]), keep_scale, base_dtype, lora_dtype)
 
     SharedDropoutLoraLinear.__module__ = __name__
     SharedDropoutLoraLinear.__qualname__ = "SharedDropoutLoraLinear"
