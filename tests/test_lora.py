@@ -95,18 +95,19 @@ def test_lean_lora_forward_equals_pefts_without_dropout(tiny_mistral_path):
 class _Siblings(torch.nn.Module):
     """q, k, v read one input (as in attention); o reads another."""
 
-    def __init__(self):
+    def __init__(self, width=8):
         super().__init__()
-        self.q, self.k, self.v, self.o = (torch.nn.Linear(6, 5) for _ in range(4))
+        self.width = width
+        self.q, self.k, self.v, self.o = (torch.nn.Linear(width, 5) for _ in range(4))
 
     def forward(self, x):
-        return self.o(torch.tanh(self.q(x) * self.k(x) + self.v(x)) @ torch.ones(5, 6))
+        return self.o(torch.tanh(self.q(x) * self.k(x) + self.v(x)) @ torch.ones(5, self.width))
 
 
 @pytest.mark.parametrize("block_elements, shape", [
-    (1 << 22, (3, 4, 6)),  # one block; 72 elements: the mask is kept bit-packed
-    (7, (3, 4, 6)),        # one row a block
-    (1 << 22, (1, 6)),     # 6 elements: kept as bool
+    (1 << 22, (3, 4, 8)),  # one block; width 8: the mask is kept bit-packed
+    (7, (3, 4, 8)),        # one row a block
+    (1 << 22, (2, 6)),     # width 6: kept as bool
 ])
 def test_siblings_share_one_mask_and_match_the_formula(monkeypatch, block_elements, shape):
     import embedforge.model.lora as lora_module
@@ -114,10 +115,17 @@ def test_siblings_share_one_mask_and_match_the_formula(monkeypatch, block_elemen
     monkeypatch.setattr(lora_module, "_BLOCK_ELEMENTS", block_elements)
 
     drawn = []
-    draw = lora_module.draw_drop_mask
-    monkeypatch.setattr(lora_module, "draw_drop_mask", lambda x, p: drawn.append(draw(x, p)) or drawn[-1])
+    dropout_input = lora_module.dropout_input
+
+    def recording(x, p):
+        keep, dropped, keep_scale = dropout_input(x, p)
+        drawn.append(lora_module.keep_mask(keep, x.shape))
+        assert keep.dtype == (torch.uint8 if x.shape[-1] % 8 == 0 else torch.bool)  # packed when it can be
+        assert keep_scale == 2.0 and torch.equal(dropped, x * drawn[-1])
+        return keep, dropped, keep_scale
+    monkeypatch.setattr(lora_module, "dropout_input", recording)
     torch.manual_seed(0)
-    model = apply_lora(_Siblings(), LoraSettings(r=2, alpha=4, dropout=0.5, target_modules=["q", "k", "v", "o"]))
+    model = apply_lora(_Siblings(shape[-1]), LoraSettings(r=2, alpha=4, dropout=0.5, target_modules=["q", "k", "v", "o"]))
     for name, param in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.5)
@@ -131,9 +139,9 @@ def test_siblings_share_one_mask_and_match_the_formula(monkeypatch, block_elemen
     inner = model.base_model.model
     def adapted(layer, inp, mask):
         a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
-        return layer.base_layer(inp) + (inp * ~mask / 0.5) @ a.t() @ b.t() * layer.scaling["default"]
+        return layer.base_layer(inp) + (inp * mask / 0.5) @ a.t() @ b.t() * layer.scaling["default"]
     q, k, v = (adapted(getattr(inner, n), x, drawn[0]) for n in "qkv")
-    hidden = torch.tanh(q * k + v) @ torch.ones(5, 6)
+    hidden = torch.tanh(q * k + v) @ torch.ones(5, shape[-1])
     expected = adapted(inner.o, hidden, drawn[1])
     assert torch.allclose(out, expected, atol=1e-6)
     grads = torch.autograd.grad(out.pow(2).sum(), [x] + [p for p in model.parameters() if p.requires_grad])
@@ -152,8 +160,8 @@ def test_bert_draws_one_mask_per_distinct_input(monkeypatch):
     from embedforge.model.loading import load_backbone
 
     drawn = []
-    draw = lora_module.draw_drop_mask
-    monkeypatch.setattr(lora_module, "draw_drop_mask", lambda x, p: drawn.append(1) or draw(x, p))
+    dropout_input = lora_module.dropout_input
+    monkeypatch.setattr(lora_module, "dropout_input", lambda x, p: drawn.append(1) or dropout_input(x, p))
     model, _ = load_backbone("embedded:all-MiniLM-L6-v2")
     peft_model = apply_lora(model, LoraSettings(r=4, dropout=0.1))
     peft_model.train()
@@ -168,11 +176,16 @@ def test_bert_draws_one_mask_per_distinct_input(monkeypatch):
 def test_drop_masks_are_bernoulli_p_and_independent_across_lanes(p):
     """Four mask elements come from one 64-bit word: each lane must drop with probability p on its
     own, and neighbours (lanes of one word, and words) must not move together."""
-    from embedforge.model.lora import draw_drop_mask, effective_p
+    from embedforge.model.lora import dropout_input, effective_p, keep_mask
 
     assert abs(effective_p(p) - p) <= 2 ** -17
+    x = torch.rand(1000, 1024) + 1.0
     torch.manual_seed(0)
-    drop = draw_drop_mask(torch.empty(1000, 1024), p).float()
+    keep, dropped, keep_scale = dropout_input(x, p)
+    assert keep_scale == 1 / (1 - effective_p(p))
+    kept = keep_mask(keep, x.shape)
+    assert torch.equal(dropped, torch.where(kept, x, 0.0))
+    drop = (~kept).float()
     n = drop.numel()
     tolerance = 5 * (p * (1 - p) / (n / 4)) ** 0.5  # five standard errors, per lane
     lanes = drop.view(-1, 4)
@@ -182,7 +195,7 @@ def test_drop_masks_are_bernoulli_p_and_independent_across_lanes(p):
         corr = (centred[:-lag] * centred[lag:]).mean() / centred.pow(2).mean()
         assert abs(corr) < 5 / n ** 0.5, lag
     torch.manual_seed(0)
-    assert torch.equal(draw_drop_mask(torch.empty(1000, 1024), p).float(), drop)  # the global RNG replays it
+    assert torch.equal(dropout_input(x, p)[0], keep)  # the global RNG replays it
 
 
 def test_packed_masks_round_trip():
@@ -206,7 +219,7 @@ def test_lean_forward_with_a_trainable_base_and_bias_matches_pefts():
         for name, param in model.named_parameters():
             if "base_layer" in name:
                 param.requires_grad_(True)
-    x = torch.randn(3, 4, 6, requires_grad=True)
+    x = torch.randn(3, 4, 8, requires_grad=True)
     results = []
     for model in (ref, new):
         model.train()
@@ -224,7 +237,7 @@ def test_lean_forward_under_bf16_autocast_matches_pefts():
     relative error of the whole tensor); gradients land in the parameters' fp32."""
     torch.manual_seed(0)
     ref, new = _copies(_Siblings(), r=2)
-    x = torch.randn(3, 4, 6)
+    x = torch.randn(3, 4, 8)
     results = []
     for model in (ref, new):
         model.train()
@@ -249,10 +262,10 @@ def test_layers_with_forward_hooks_take_pefts_forward(monkeypatch):
     apply = lora_module._LoraLinear.apply
     monkeypatch.setattr(lora_module._LoraLinear, "apply", lambda *a: calls.append(1) or apply(*a))
     model = apply_lora(_Siblings(), LoraSettings(r=2, dropout=0.0, target_modules=["q", "k", "v", "o"]))
-    model(torch.randn(2, 6))
+    model(torch.randn(2, 8))
     assert len(calls) == 4
     calls.clear()
     seen = []
     model.base_model.model.q.base_layer.register_forward_pre_hook(lambda *_: seen.append(1))
-    model(torch.randn(2, 6))
+    model(torch.randn(2, 8))
     assert seen == [1] and len(calls) == 3
