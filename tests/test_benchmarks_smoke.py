@@ -1,5 +1,6 @@
 """The benchmark scripts run: gpu_step.py --tiny on CPU in seconds; train_throughput.py's data and
-rate helpers (the full side-by-side run is a benchmark, not a test: minutes per side)."""
+rate helpers (the full side-by-side run is a benchmark, not a test: minutes per side); a tiny
+lora_step_profile.py profile."""
 
 import importlib.util
 import json
@@ -39,6 +40,25 @@ def test_gpu_step_model_matches_a_regular_init():
     lora_a = [n for n, p in model.named_parameters() if "lora_A" in n and p.requires_grad]
     assert len(lora_a) == 7 * gpu_step.TINY["num_hidden_layers"]
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _weight_grad_share(out: str) -> float:
+    line = next(line for line in out.splitlines() if line.startswith("base weight-gradient matmuls:"))
+    return float(line.split("= ")[1].split("%")[0]) / 100
+
+
+def test_lora_step_profile_finds_the_weight_gradients_lora_skips(capsys):
+    """Full fine-tuning spends a real share of its step in the base weights' gradient matmuls (g^T x);
+    frozen-base LoRA has none (its adapters' rank-16 products are not counted)."""
+    profile = _load("lora_step_profile")
+    tiny = ["--batch-size", "4", "--max-length", "32", "--steps", "1", "--profile", "--rows", "3"]
+    profile.main(["--mode", "full", *tiny])
+    full = capsys.readouterr().out
+    profile.main(["--mode", "lora", *tiny])
+    lora = capsys.readouterr().out
+    assert "mode=full" in full and "examples/s" in full and "at most" in full
+    assert 0.05 < _weight_grad_share(full) < 0.6
+    assert _weight_grad_share(lora) == 0.0
 
 
 def test_train_throughput_data(tmp_path):
