@@ -5,9 +5,10 @@ each adapted layer draws its own dropout mask and keeps its own fp32 dropped cop
 backward (on CPU also a fp32 mask), and the scaling and the sum make two more full-size output
 tensors. q/k/v (and gate/up in Mistral) read the same input, so a layer pays that up to three times.
 `SharedDropoutLoraLinear` (swapped in for peft's class, so saving, loading and merging are peft's own)
-computes the same function with one autograd node that saves the input itself (shared storage with
-its siblings) and a 1-byte mask, adds the low-rank product straight into the base output, and draws
-one dropout mask per distinct input tensor within a parent module (q/k/v share one mask).
+computes the same function as one autograd node for base and adapter (`_LoraLinear`), with one
+dropout mask and one dropped copy per distinct input tensor within a parent module (q/k/v share
+them), the copy saved instead of the input and the mask bit-packed. docs/performance.md has the
+measurements.
 
 Why sharing a mask is sound: at inference LoRA is W x + s B A x either way; dropout is a training-time
 regulariser, and each adapter still sees `x * m / (1 - p)` with m ~ Bernoulli(1 - p) elementwise, the
