@@ -130,9 +130,13 @@ def _row_blocks(rows: int, width: int, device: torch.device):
     return ((start, min(start + step, rows)) for start in range(0, rows, step))
 
 
+def _drop_levels(p: float) -> int:
+    return round(p * _LEVELS)
+
+
 def effective_p(p: float) -> float:
     """The drop probability the masks really have (p on a 2^-16 grid); 1 / (1 - it) rescales kept values."""
-    return round(p * _LEVELS) / _LEVELS
+    return _drop_levels(p) / _LEVELS
 
 
 def draw_keep_mask(rows: int, width: int, p: float, device) -> torch.Tensor:
@@ -145,7 +149,7 @@ def draw_keep_mask(rows: int, width: int, p: float, device) -> torch.Tensor:
     count = rows * width
     words = torch.empty((count + 3) // 4, device=device, dtype=torch.int64).random_(-(1 << 63), None)
     lanes = words.view(torch.int16)[:count].view(rows, width)  # int16: [-32768, 32767]
-    return lanes >= -(_LEVELS // 2) + round(p * _LEVELS)
+    return lanes >= -(_LEVELS // 2) + _drop_levels(p)
 
 
 # Masks are kept for backward packed 8 to a byte: bit i of byte j is element 8j + i. Multiplying a
@@ -170,16 +174,15 @@ def unpack_mask(packed: torch.Tensor, shape) -> torch.Tensor:
     return words.view(torch.uint8).view(torch.bool).view(shape)
 
 
-def _keep_block(keep: torch.Tensor, width: int, start: int, stop: int) -> torch.Tensor:
-    """Rows start:stop of a (packed or bool) keep mask, as a (rows, width) bool tensor."""
-    if keep.dtype == torch.bool:
-        return keep.view(-1, width)[start:stop]
-    return unpack_mask(keep[start * width // 8:stop * width // 8], (stop - start, width))
-
-
 def keep_mask(keep: torch.Tensor, shape) -> torch.Tensor:
-    """A kept mask (packed or bool) as a bool tensor of `shape`."""
+    """A stored keep mask (flat: packed uint8 or bool) as a bool tensor of `shape`."""
     return keep.view(shape) if keep.dtype == torch.bool else unpack_mask(keep, shape)
+
+
+def _stored_rows(keep: torch.Tensor, width: int, start: int, stop: int) -> torch.Tensor:
+    """The part of a stored keep mask (packed: 8 elements a byte; bool: 1) that holds rows start:stop."""
+    per_item = 8 if keep.dtype == torch.uint8 else 1
+    return keep[start * width // per_item:stop * width // per_item]
 
 
 def dropout_input(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -193,16 +196,17 @@ def dropout_input(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor
     x2 = x.detach().reshape(-1, width)
     dropped = torch.empty_like(x2)
     packed = _CAN_PACK and width % 8 == 0
-    keep = torch.empty(x2.numel() // 8 if packed else x2.shape, device=x.device,
+    keep = torch.empty(x2.numel() // 8 if packed else x2.numel(), device=x.device,
                        dtype=torch.uint8 if packed else torch.bool)
     for start, stop in _row_blocks(x2.shape[0], width, x.device):
         block = draw_keep_mask(stop - start, width, p, x.device)
         # A 0/1 multiply via uint8 -> float is vectorised; masked_fill and bool -> float are not (4x slower).
         torch.mul(x2[start:stop], block.view(torch.uint8).to(x.dtype), out=dropped[start:stop])
+        stored = _stored_rows(keep, width, start, stop)
         if packed:
-            pack_mask(block, out=keep[start * width // 8:stop * width // 8])
+            pack_mask(block, out=stored)
         else:
-            keep[start:stop] = block
+            stored.copy_(block.view(-1))
     return keep, dropped.view(x.shape), 1.0 / (1.0 - effective_p(p))
 
 
@@ -210,7 +214,8 @@ def _zero_dropped(grad2: torch.Tensor, keep: torch.Tensor) -> None:
     """grad2 (T, d) *= keep mask, in place, a block of rows at a time."""
     width = grad2.shape[1]
     for start, stop in _row_blocks(grad2.shape[0], width, grad2.device):
-        grad2[start:stop].mul_(_keep_block(keep, width, start, stop).view(torch.uint8).to(grad2.dtype))
+        block = keep_mask(_stored_rows(keep, width, start, stop), (stop - start, width))
+        grad2[start:stop].mul_(block.view(torch.uint8).to(grad2.dtype))
 
 
 class _LoraLinear(torch.autograd.Function):
@@ -254,19 +259,19 @@ class _LoraLinear(torch.autograd.Function):
         if keep is not None:
             grad_low.mul_(ctx.keep_scale)
         needs = ctx.needs_input_grad
+        g_base = g.to(w.dtype)
         grad_x = grad_w = grad_bias = grad_a = grad_b = None
         if needs[0]:
             from_adapter = grad_low @ a                          # (T, d_in)
             if keep is not None:
                 _zero_dropped(from_adapter, keep)
-            g_base = g.to(w.dtype)
             if from_adapter.dtype == w.dtype:
                 grad_x = torch.addmm(from_adapter, g_base, w, out=from_adapter)
             else:
                 grad_x = (g_base @ w).add_(from_adapter.to(w.dtype))
             grad_x = grad_x.view(*grad.shape[:-1], w.shape[1]).to(ctx.x_dtype)
         if needs[1]:
-            grad_w = (g.to(w.dtype).t() @ x.reshape(-1, x.shape[-1]).to(w.dtype)).to(ctx.weight_dtype)
+            grad_w = (g_base.t() @ x.reshape(-1, x.shape[-1]).to(w.dtype)).to(ctx.weight_dtype)
         if needs[2] and ctx.bias_dtype is not None:
             grad_bias = g.sum(0).to(ctx.bias_dtype)
         if needs[5]:
@@ -331,8 +336,8 @@ def _make_shared_class(Linear: type) -> type:
             if dropout.training and p > 0.0:
                 keep, dropped, keep_scale = (self._mask_cache.dropped(x, p) if self._mask_cache is not None
                                              else dropout_input(x, p))
-            base_dtype = torch.get_autocast_dtype(device_type) if autocast else base.weight.dtype
-            lora_dtype = torch.get_autocast_dtype(device_type) if autocast else lora_a.weight.dtype
+            autocast_dtype = torch.get_autocast_dtype(device_type) if autocast else None
+            base_dtype, lora_dtype = autocast_dtype or base.weight.dtype, autocast_dtype or lora_a.weight.dtype
             return _LoraLinear.apply(x, base.weight, base.bias, dropped, keep, lora_a.weight, lora_b.weight,
                                      float(self.scaling[name]), keep_scale, base_dtype, lora_dtype)
 
