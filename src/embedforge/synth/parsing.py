@@ -23,6 +23,34 @@ class ParseError(ValueError):
     """The reply is unusable; str(exc) is the reject reason."""
 
 
+_JSON_TYPE_NAMES = {dict: "object", list: "list", str: "string", int: "number", float: "number",
+                    bool: "boolean", type(None): "null"}
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (object, list, string, number, boolean, null)."""
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def strip_reasoning(text: str) -> tuple[str, bool]:
+    """(answer, whether a reasoning block was removed) of a reply that may open with its reasoning.
+
+    Reasoning models put their thoughts first: "<think>...</think>answer", or "...</think>answer"
+    when the chat template opened the block inside the prompt. Only a block at the start is
+    removed; a block that is opened and never closed is an unfinished answer.
+    """
+    head = text.lstrip()
+    if head.startswith("<think>"):
+        end = head.find("</think>")
+        if end < 0:
+            raise ParseError("unfinished_reasoning: the <think> block is never closed")
+        return head[end + len("</think>"):], True
+    end = text.find("</think>")
+    if end >= 0 and "<think>" not in text:
+        return text[end + len("</think>"):], True
+    return text, False
+
+
 def _part_text(part: Any) -> tuple[str | None, str | None]:
     """(text, refusal) of one content part: a string, or {"type": "text"|"output_text", "text": ...}."""
     if isinstance(part, str):
@@ -80,6 +108,7 @@ def _clip(text: Any, limit: int = 120) -> str:
 def extract_json(text: Any) -> Any:
     if not isinstance(text, str):
         text = reply_text(text)
+    text, _ = strip_reasoning(text)
     if not text.strip():
         raise ParseError("empty_reply")
     body = text.strip()
@@ -97,10 +126,18 @@ def extract_json(text: Any) -> Any:
 def parse_brainstorm(text: Any) -> list[str]:
     """A JSON list of task definitions (strings); blank entries are dropped."""
     value = extract_json(text)
-    if isinstance(value, dict) and len(value) == 1:  # tolerate {"tasks": [...]}
-        value = next(iter(value.values()))
+    if isinstance(value, dict):  # {"tasks": [...]} (structured outputs), or any one key holding a list
+        lists = [v for v in value.values() if isinstance(v, list)]
+        if len(value) == 1 and lists:
+            value = lists[0]
+        else:
+            keys = ", ".join(repr(k) for k in list(value)[:5]) or "none"
+            raise ParseError(
+                f"wrong_type: expected a JSON list, got object (keys: {_clip(keys, 80)}; "
+                f"a list is also taken inside a one-key object such as {{\"tasks\": [...]}})"
+            )
     if not isinstance(value, list):
-        raise ParseError(f"wrong_type: expected a JSON list, got {type(value).__name__}")
+        raise ParseError(f"wrong_type: expected a JSON list, got {json_type(value)}")
     tasks = [v.strip() for v in value if isinstance(v, str) and v.strip()]
     if not tasks:
         raise ParseError("empty_list: no task definition strings in the reply")
@@ -109,10 +146,11 @@ def parse_brainstorm(text: Any) -> list[str]:
 
 def _text(obj: dict, key: str) -> str:
     if key not in obj:
-        raise ParseError(f"missing_key:{key}")
+        found = ", ".join(repr(k) for k in list(obj)[:5]) or "none"
+        raise ParseError(f"missing_key:{key} (found keys: {_clip(found, 80)})")
     value = obj[key]
     if not isinstance(value, str):
-        raise ParseError(f"not_a_string:{key}")
+        raise ParseError(f"not_a_string:{key} (got {json_type(value)})")
     if not value.strip():
         raise ParseError(f"empty_value:{key}")
     return value.strip()
@@ -122,7 +160,7 @@ def parse_example(text: Any, task_type: str) -> tuple[str, str, str | None]:
     """(query, positive, negative or None) from a generation reply for `task_type`."""
     value = extract_json(text)
     if not isinstance(value, dict):
-        raise ParseError(f"wrong_type: expected a JSON object, got {type(value).__name__}")
+        raise ParseError(f"wrong_type: expected a JSON object, got {json_type(value)}")
     q_key, p_key, n_key = OUTPUT_KEYS[task_type]
     query, positive = _text(value, q_key), _text(value, p_key)
     negative = _text(value, n_key) if n_key else None
