@@ -40,10 +40,21 @@ def _render(step: str, task_type: str, values: dict[str, str]) -> Messages:
     return [{"role": "user", "content": text}]
 
 
-def brainstorm_messages(task_type: str, num_tasks: int) -> Messages:
+# The brainstorm reply's shape. JSON mode and structured outputs need a top-level object, so there
+# the list goes inside {"tasks": [...]} (schemas.brainstorm_schema); plain mode keeps the bare list.
+REPLY_LIST = "Reply with a JSON array of strings, one string per task definition, and nothing else."
+REPLY_OBJECT = (
+    'Reply with a JSON object of the form {"tasks": ["...", "..."]}: its only field, "tasks", is the '
+    "list of task definitions, one string each. Write nothing else."
+)
+
+
+def brainstorm_messages(task_type: str, num_tasks: int, response_format: str | None = None) -> Messages:
+    """The step-1 prompt; `response_format` (json_object, json_schema) asks for {"tasks": [...]}."""
     if task_type not in BRAINSTORM_TYPES:
         raise ValueError(f"task type '{task_type}' has a fixed definition and no brainstorm step")
-    return _render("brainstorm", task_type, {"num_tasks": str(num_tasks)})
+    reply = REPLY_OBJECT if response_format else REPLY_LIST
+    return _render("brainstorm", task_type, {"num_tasks": str(num_tasks), "reply_format": reply})
 
 
 def item_messages(plan: ItemPlan) -> Messages:
@@ -71,7 +82,8 @@ def check_templates(settings: GenerateSettings) -> None:
             break
     for t in settings.synth.tasks.values:
         if t in BRAINSTORM_TYPES:
-            brainstorm_messages(t, settings.synth.tasks_per_call)
+            for g in settings.generators:
+                brainstorm_messages(t, settings.synth.tasks_per_call, g.response_format)
 
 
 def prompt_kind(messages: Messages) -> tuple[str, str] | None:
