@@ -181,6 +181,19 @@ class ChatClient:
         text = str(exc).replace(self._secret, "<redacted>") if self._secret else str(exc)
         return text if len(text) < 200 else text[:200] + "..."
 
+    async def served_models(self) -> list[str] | None:
+        """The model ids the endpoint lists at /v1/models, or None where it lists none or cannot."""
+        try:
+            page = await self._client.models.list()
+        except (openai.APIStatusError, openai.APIConnectionError, openai.APITimeoutError) as exc:
+            log.info("%s: no model list (%s); model names are not checked", self.base_url, type(exc).__name__)
+            return None
+        except Exception as exc:  # noqa: BLE001 - an odd /v1/models body must not stop the run
+            log.info("%s: unreadable model list (%s); model names are not checked", self.base_url, type(exc).__name__)
+            return None
+        ids = [m.id for m in getattr(page, "data", None) or [] if isinstance(getattr(m, "id", None), str)]
+        return ids or None
+
     async def close(self) -> None:
         await self._client.close()
 
@@ -216,6 +229,7 @@ def response_from_completion(resp: Any, prompt_tokens: int, completion_tokens: i
         first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
         msg = first.get("message") if isinstance(first.get("message"), dict) else {}
         content, refusal, finish = msg.get("content"), msg.get("refusal"), first.get("finish_reason")
+        reasoning = msg.get("reasoning_content") or msg.get("reasoning")
         if not choices:
             finish = "no_choices"
     else:
@@ -226,7 +240,11 @@ def response_from_completion(resp: Any, prompt_tokens: int, completion_tokens: i
         content = _plain(getattr(msg, "content", None))
         refusal = getattr(msg, "refusal", None)
         finish = getattr(choices[0], "finish_reason", None)
+        # vLLM / llama.cpp / SGLang send a reasoning model's thoughts beside the answer; the SDK keeps
+        # such extra fields as attributes.
+        reasoning = getattr(msg, "reasoning_content", None) or getattr(msg, "reasoning", None)
     return CachedResponse(
         _plain(content), prompt_tokens, completion_tokens,
         finish if isinstance(finish, str) else None, refusal if isinstance(refusal, str) else None,
+        len(reasoning) if isinstance(reasoning, str) else 0,
     )

@@ -42,6 +42,9 @@ class RunStats:
     batches: dict[str, int] = field(default_factory=dict)
     cache_lines_skipped: int = 0  # unreadable cache lines (each logged as file:line)
     language_check: dict[str, Any] | None = None
+    attempts: Counter = field(default_factory=Counter)  # retries: accepted after one, attempts left
+    attempt_reasons: Counter = field(default_factory=Counter)  # every rejected attempt, by reason
+    reasoning: Counter = field(default_factory=Counter)  # reasoning_content replies, <think> blocks
 
     def __post_init__(self) -> None:
         if not self.paid:
@@ -72,6 +75,10 @@ class RunStats:
         self.by_generator[self.models[generator]][status] += delta
         if reason:
             self.reject_reasons[reason.split(":")[0].split(" ")[0]] += delta
+
+    def attempt_rejected(self, reason: str) -> None:
+        self.attempts["rejected_attempts"] += 1
+        self.attempt_reasons[reason.split(":")[0].split(" ")[0]] += 1
 
     def total(self, status: str) -> int:
         return sum(c[status] for c in self.by_task.values())
@@ -130,6 +137,9 @@ class RunStats:
             "cost_usd": round(self.cost, 6),
             "wall_s": round(wall, 3),
         }
+        out["attempts"] = {**dict(self.attempts), "reject_reasons": dict(self.attempt_reasons.most_common())}
+        if self.reasoning:
+            out["reasoning"] = dict(self.reasoning)
         if self.batches:
             out["batches"] = dict(self.batches)
         if self.language_check is not None:
@@ -172,6 +182,16 @@ def format_report(report: dict[str, Any]) -> str:
                      f"({lc['share']:.1%}); per language in report.json")
     if report["reject_reasons"]:
         lines.append("reject reasons: " + ", ".join(f"{k} {v}" for k, v in report["reject_reasons"].items()))
+    att = report.get("attempts") or {}
+    if att.get("rejected_attempts"):
+        lines.append(
+            f"attempts: {att['rejected_attempts']} rejected ("
+            + ", ".join(f"{k} {v}" for k, v in att.get("reject_reasons", {}).items())
+            + f"); items accepted after a retry {att.get('items_accepted_after_retry', 0)}, "
+            f"with attempts left for a rerun {att.get('items_with_attempts_left', 0)}"
+        )
+    if report.get("reasoning"):
+        lines.append("reasoning replies: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report["reasoning"].items()))
     return "\n".join(lines)
 
 

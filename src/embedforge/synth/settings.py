@@ -29,7 +29,7 @@ class Weighted:
 
 
 CLIENT_MODES = ("online", "batch")
-RESPONSE_FORMATS = ("json_object",)
+RESPONSE_FORMATS = ("json_object", "json_schema")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class GeneratorSettings:
     top_p: float = 1.0
     max_tokens: int = 2048
     send_seed: bool = True  # pass the per-item seed to the API (also part of the cache key)
-    response_format: str | None = None  # "json_object" where the server supports JSON mode
+    response_format: str | None = None  # json_object (JSON mode) | json_schema (structured outputs) | None
+    schema_lengths: bool = True  # json_schema: minLength/maxLength bounds (OpenAI's strict mode refuses them)
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,15 @@ class GeneratorSpec:
     price_input_per_m: float = 0.0
     price_output_per_m: float = 0.0
     response_format: str | None = None
+    served_model: str | None = None  # the name the server lists, when it differs from `model` (see pipeline)
 
     @property
     def source(self) -> str:
-        return f"synthetic:{self.model}"
+        return f"synthetic:{self.served_model or self.model}"
+
+    @property
+    def request_model(self) -> str:
+        return self.served_model or self.model
 
     @property
     def endpoint(self) -> tuple[str | None, str]:
@@ -121,6 +127,9 @@ class GenerateSettings:
     language_check: LanguageCheckSettings = field(default_factory=LanguageCheckSettings)
     est_output_tokens_per_s: float = 60.0  # decode speed assumed by the dry run's time estimate
     est_request_overhead_s: float = 1.0  # per-request latency before the first token (time estimate)
+    max_attempts: int = 8  # attempts per item (and per brainstorm call) across all runs
+    attempts_per_run: int = 4  # new (sent) attempts per item and brainstorm call in one run
+    check_models: bool = True  # ask the server's /v1/models whether each generator model is served
 
     def __post_init__(self) -> None:
         if not self.generators:  # no mixture: the single model of `generator` on `client`'s endpoint
@@ -351,6 +360,7 @@ def settings_from_dict(raw: Mapping[str, Any]) -> GenerateSettings:
     _num(gen.top_p, "generator.top_p", minimum=0.0)
     _num(gen.max_tokens, "generator.max_tokens", minimum=1, integer=True)
     gen = replace(gen, response_format=_response_format(gen.response_format, "generator.response_format"))
+    _bool(gen.schema_lengths, "generator.schema_lengths")
     client = _dataclass_from(ClientSettings, _section(raw, "client"), "client")
     _num(client.concurrency, "client.concurrency", minimum=1, integer=True)
     _num(client.max_retries, "client.max_retries", minimum=0, integer=True)
@@ -374,6 +384,8 @@ def settings_from_dict(raw: Mapping[str, Any]) -> GenerateSettings:
     _bool(lang.enabled, "language_check.enabled")
     _num(lang.max_examples, "language_check.max_examples", minimum=0, integer=True)
     estimate = _section(raw, "estimate")
+    max_attempts = _num(raw.get("max_attempts", 8), "max_attempts", minimum=1, integer=True)
+    attempts_per_run = _num(raw.get("attempts_per_run", 4), "attempts_per_run", minimum=1, integer=True)
     check_out_dir_value(raw.get("out_dir"))
     return GenerateSettings(
         synth=synth,
@@ -393,6 +405,9 @@ def settings_from_dict(raw: Mapping[str, Any]) -> GenerateSettings:
         language_check=lang,
         est_output_tokens_per_s=_num(estimate.get("output_tokens_per_s", 60.0), "estimate.output_tokens_per_s", minimum=0.001),
         est_request_overhead_s=_num(estimate.get("request_overhead_s", 1.0), "estimate.request_overhead_s", minimum=0.0),
+        max_attempts=max_attempts,
+        attempts_per_run=attempts_per_run,
+        check_models=_bool(raw.get("check_models", True), "check_models"),
     )
 
 

@@ -29,7 +29,8 @@ KEY_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed")
 
 
 # Defining fields added later: part of the key only when set, so existing caches keep their keys.
-OPTIONAL_KEY_FIELDS = ("response_format",)
+# `attempt` is ours, never sent: the n-th try of an item after rejected replies (0 = first, not keyed).
+OPTIONAL_KEY_FIELDS = ("response_format", "attempt")
 
 
 def request_key(payload: dict[str, Any]) -> str:
@@ -130,6 +131,7 @@ class CachedResponse:
     completion_tokens: int
     finish_reason: str | None = None
     refusal: str | None = None
+    reasoning_chars: int = 0  # length of a separate `reasoning_content` (not kept: it is never parsed)
 
     def to_dict(self) -> dict:
         out = {
@@ -140,6 +142,8 @@ class CachedResponse:
         }
         if self.refusal is not None:
             out["refusal"] = self.refusal
+        if self.reasoning_chars:
+            out["reasoning_chars"] = self.reasoning_chars
         return out
 
     @classmethod
@@ -149,6 +153,7 @@ class CachedResponse:
         return cls(
             obj.get("text"), _int(obj.get("prompt_tokens")), _int(obj.get("completion_tokens")),
             finish if isinstance(finish, str) else None, refusal if isinstance(refusal, str) else None,
+            _int(obj.get("reasoning_chars")),
         )
 
 
