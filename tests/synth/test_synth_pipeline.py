@@ -26,11 +26,14 @@ def _run(settings):
 def _lines(path):
     return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
+# One attempt per item, as before retries existed: these tests are about other things.
+ONE_ATTEMPT = ["max_attempts=1", "attempts_per_run=1"]
+
 
 def test_fault_run_accounts_for_every_item(server_factory, make_settings):
     """500 items under 20% 500s, 10% 429s, 10% invalid JSON, 5% stalls: each accepted once or rejected."""
     srv = server_factory(rates=FAULTS, stall_s=1.0, seed=3)
-    s = make_settings(srv, "num_examples=500", "client.concurrency=32", "client.timeout_s=0.3")
+    s = make_settings(srv, "num_examples=500", "client.concurrency=32", "client.timeout_s=0.3", *ONE_ATTEMPT)
     report = _run(s)
     examples = load_examples(s.out_dir / "examples.jsonl")  # on_error=fail: any bad line raises
     rejects = [r for r in _lines(s.out_dir / "rejects.jsonl") if r["stage"] == "generate"]
@@ -58,7 +61,7 @@ def test_fault_run_accounts_for_every_item(server_factory, make_settings):
 
 def test_rerun_reuses_every_response_and_rebuilds_outputs(server_factory, make_settings):
     srv = server_factory(rates={"invalid_json": 0.1, "wrong_keys": 0.05, "truncated": 0.05}, seed=5)
-    s = make_settings(srv, "num_examples=120", "client.concurrency=8")
+    s = make_settings(srv, "num_examples=120", "client.concurrency=8", *ONE_ATTEMPT)
     first = _run(s)
     out1 = sorted((s.out_dir / "examples.jsonl").read_text().splitlines())
     rej1 = sorted((s.out_dir / "rejects.jsonl").read_text().splitlines())

@@ -17,6 +17,8 @@ from embedforge.synth.parsing import extract_json
 from embedforge.synth.pipeline import BrainstormFailed, Pipeline
 
 STS_ONLY = ["synth.tasks={short_long: 0, long_short: 0, bitext: 0, long_long: 0, short_short: 0}", "synth/languages=en"]
+# One attempt per item, as before retries existed: these tests are about other things.
+ONE_ATTEMPT = ["max_attempts=1", "attempts_per_run=1"]
 OUTPUTS = ("examples.jsonl", "rejects.jsonl", "report.json", "task_definitions.json")
 
 
@@ -72,7 +74,7 @@ CACHED_SHAPES = {
 
 def test_every_cached_reply_shape_replays_without_crashing(server_factory, make_settings):
     srv = server_factory(seed=2)
-    s = make_settings(srv, "num_examples=30", *STS_ONLY)
+    s = make_settings(srv, "num_examples=30", *STS_ONLY, *ONE_ATTEMPT)
     _run(s)
     served = srv.stats()["requests"]
     lines = [json.loads(l) for l in s.cache_path.read_text().splitlines()]
@@ -101,13 +103,13 @@ def test_every_cached_reply_shape_replays_without_crashing(server_factory, make_
 
 def test_a_rerun_stopped_by_401_leaves_outputs_byte_identical(server_factory, make_settings, fake_key):
     srv = server_factory(rates={"invalid_json": 0.1}, seed=9)
-    s = make_settings(srv, "num_examples=220")
+    s = make_settings(srv, "num_examples=220", *ONE_ATTEMPT)
     first = _run(s)
     assert first["accepted"] > 150 and first["rejected"] > 3
     before = _snapshot(s.out_dir)
     # The key was rotated: the rerun (asking for more items) replays the cache, then hits 401.
     rotated = server_factory(api_key="the-new-key", seed=9)
-    s2 = make_settings(rotated, "num_examples=260")
+    s2 = make_settings(rotated, "num_examples=260", *ONE_ATTEMPT)
     with pytest.raises(FatalAPIError, match="401"):
         _run(s2)
     assert _snapshot(s.out_dir) == before
