@@ -48,6 +48,13 @@ class HttpLogGuard(logging.Filter):
         return True
 
 
+class FileOnly(logging.Filter):
+    """On console handlers: keeps one-line-per-reject records out of the console (generate.log has them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != "embedforge.synth.rejects"
+
+
 def guard_logging(settings) -> None:
     for name in HTTP_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -56,6 +63,8 @@ def guard_logging(settings) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, HttpLogGuard) for f in handler.filters):
             handler.addFilter(guard)
+        if not isinstance(handler, logging.FileHandler) and not any(isinstance(f, FileOnly) for f in handler.filters):
+            handler.addFilter(FileOnly())
 
 
 def _fail(kind: str, message: str, code: int) -> None:
@@ -88,6 +97,17 @@ def precheck(argv: list[str]) -> None:
         _fail("config error", str(exc), 2)
 
 
+def _log_hint() -> str:
+    """'; reject reasons: <hydra run dir>/generate.log' when that log file exists."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        path = os.path.join(HydraConfig.get().runtime.output_dir, "generate.log")
+    except Exception:  # noqa: BLE001 - not under Hydra (tests call generate() directly)
+        return ""
+    return f"; reject reasons: {path}" if os.path.exists(path) else ""
+
+
 def generate(cfg: DictConfig) -> dict:
     from embedforge.synth.client import FatalAPIError
     from embedforge.synth.estimate import dry_run, format_estimate
@@ -110,7 +130,7 @@ def generate(cfg: DictConfig) -> dict:
     except SynthConfigError as exc:
         _fail("config error", str(exc), 2)
     except (FatalAPIError, BrainstormFailed) as exc:
-        _fail("stopped", f"{exc} (previous outputs in {raw.get('out_dir')} are unchanged)", 1)
+        _fail("stopped", f"{exc}{_log_hint()} (previous outputs in {raw.get('out_dir')} are unchanged)", 1)
     print(format_report(report))
     print(f"examples: {settings.out_dir / 'examples.jsonl'}  report: {settings.out_dir / 'report.json'}")
     return report

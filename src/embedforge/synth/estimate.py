@@ -81,7 +81,8 @@ def dry_run(settings: GenerateSettings) -> dict[str, Any]:
     calls = brainstorm_calls_per_type(settings)
     plans = planner.brainstorm_plans(brainstorm_types(settings))
     for plan in plans:
-        text = brainstorm_messages(plan.task_type, settings.synth.tasks_per_call)[0]["content"]
+        fmt = gens[plan.generator].response_format
+        text = brainstorm_messages(plan.task_type, settings.synth.tasks_per_call, fmt)[0]["content"]
         t_in, t_out = estimate_tokens(text), EXPECTED_OUTPUT_TOKENS["brainstorm"]
         tokens[plan.generator][0] += t_in
         tokens[plan.generator][1] += t_out
@@ -149,13 +150,23 @@ def dry_run(settings: GenerateSettings) -> dict[str, Any]:
         "est_time_batch_max_s": batch_max_s,
         "est_time_batch_max": f"{human(batch_max_s)} ({batch_steps} rounds of batches, each within {settings.client.batch_window})",
         "mode": settings.client.mode,
+        "response_formats": {g.model: response_format_label(g.response_format) for g in gens},
         "token_estimate": "chars/4 for prompts; typical per-task sizes for outputs",
         "prompts": prompts,
     }
 
 
+def response_format_label(mode: str | None) -> str:
+    return {
+        None: "none (plain text; the prompt asks for JSON)",
+        "json_object": "json_object (JSON mode: some JSON object)",
+        "json_schema": "json_schema (structured outputs: our keys and types, strict)",
+    }.get(mode, str(mode))
+
+
 def format_estimate(est: dict[str, Any]) -> str:
     return "\n".join([
+        "response_format: " + "; ".join(f"{m}: {f}" for m, f in est.get("response_formats", {}).items()),
         f"requests {est['requests']:,} ({est['brainstorm_requests']} brainstorm for ~{est['planned_unique_tasks']:,} "
         f"unique tasks), tokens in/out ~{est['est_input_tokens']:,}/{est['est_output_tokens']:,}",
         f"cost: online ${est['est_cost_usd_online']:,.2f}, batch ${est['est_cost_usd_batch']:,.2f}",
