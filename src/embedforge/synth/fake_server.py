@@ -11,7 +11,12 @@ A batch runs `batch_latency_s` after creation, answering each line as the chat e
 batches it was submitted in.
 
 `content_shape` sends valid replies in another shape (a list of content parts, a parsed JSON object,
-null with a refusal) to test clients against servers that do so.
+null with a refusal, a reasoning model's `reasoning_content` beside the answer or a `<think>` block
+before it) to test clients against servers that do so.
+
+`response_format` json_object and json_schema get a bare JSON object (the brainstorm list inside
+{"tasks": ...}), as a constrained server sends; the schemas received are kept by name (/stats).
+`served_models` makes GET /v1/models list those ids (None: 404, as a server without the route).
 
 Faults: `schedule[n]` forces the fault of the n-th request received (None = normal). Otherwise
 transient faults (429, 500, stall) are drawn per (key, attempt), so retries can succeed, and
@@ -55,7 +60,8 @@ class FaultConfig:
     brainstorm_vocab: int = 100000  # distinct task subjects: smaller = more duplicate definitions
     batch_latency_s: float = 0.5  # Batch API: seconds from creation to completion
     batch_expire_first: int = 0  # the first N batches end `expired` with no results
-    content_shape: str = "string"  # string | parts | object | refusal: how valid content is sent
+    content_shape: str = "string"  # string | parts | object | refusal | reasoning_content | think
+    served_models: list[str] | None = None  # ids GET /v1/models lists; None = no such route (404)
 
     def __post_init__(self) -> None:
         for name in self.rates:
@@ -139,6 +145,11 @@ def shaped_message(content: str, shape: str) -> dict:
         return {"role": "assistant", "content": value if isinstance(value, dict) else content}
     if shape == "refusal":
         return {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    if shape == "reasoning_content":  # vLLM / llama.cpp with a reasoning parser: thoughts apart
+        return {"role": "assistant", "content": content,
+                "reasoning_content": "The user wants JSON. I will write the object with the keys asked for."}
+    if shape == "think":  # no reasoning parser: the thoughts open the content
+        return {"role": "assistant", "content": "<think>\nThey want JSON only; {\"a\": 1} is not it.\n</think>\n\n" + content}
     return {"role": "assistant", "content": content}
 
 
@@ -160,6 +171,7 @@ class FakeServer:
         self._expired = 0
         self.response_formats: Counter = Counter()  # response_format type ("None" = not sent) -> requests
         self.models: Counter = Counter()
+        self.schemas: dict[str, dict] = {}  # json_schema.name -> the last schema received under it
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -175,7 +187,15 @@ class FakeServer:
         app.router.add_get("/v1/batches/{bid}", self._get_batch)
         app.router.add_post("/v1/batches/{bid}/cancel", self._cancel_batch)
         app.router.add_get("/stats", self._stats)
+        app.router.add_get("/v1/models", self._models)
         return app
+
+    async def _models(self, request: web.Request) -> web.Response:
+        served = self.faults.served_models
+        if served is None:
+            return web.json_response({"error": {"message": "not found", "type": "not_found"}}, status=404)
+        return web.json_response({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in served]})
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
@@ -218,6 +238,9 @@ class FakeServer:
         with self._lock:
             self.response_formats[fmt.get("type") if isinstance(fmt, dict) else str(fmt)] += 1
             self.models[str(body.get("model"))] += 1
+            if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+                spec = fmt.get("json_schema") or {}
+                self.schemas[str(spec.get("name"))] = spec
         _, fault = self._decide(key)
         if fault:
             with self._lock:
@@ -234,7 +257,7 @@ class FakeServer:
         prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
         kind = prompt_kind(body.get("messages", []))
         content = fake_content(kind, key, prompt, f.brainstorm_vocab)
-        if isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
             content = json_mode(content)
         finish = "stop"
         if fault in CONTENT:
@@ -390,6 +413,7 @@ class FakeServer:
                 "batch_keys": dict(self.batch_keys),
                 "response_formats": dict(self.response_formats),
                 "models": dict(self.models),
+                "schemas": dict(self.schemas),
             }
 
     # -- lifecycle (background thread) ----------------------------------------------------------
