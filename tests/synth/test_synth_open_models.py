@@ -59,11 +59,12 @@ def test_every_schema_valid_reply_parses(kind, lengths):
     jsonschema = pytest.importorskip("jsonschema")
     schema = schemas.brainstorm_schema(5, lengths) if kind == "brainstorm" else schemas.example_schema(kind, lengths)
     jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
     rng = random.Random(f"{kind}:{lengths}")
     parsed = 0
     for _ in range(300):
         value = _instance(schema, rng)
-        jsonschema.validate(value, schema)
+        validator.validate(value)
         text = json.dumps(value, ensure_ascii=rng.random() < 0.5)
         if kind == "brainstorm":
             if not any(t.strip() for t in value["tasks"]):
@@ -132,13 +133,15 @@ def test_json_schema_run_sends_a_schema_per_step_and_accepts_every_reply(server_
     assert report["complete"] is True
 
 
-def test_dry_run_prints_each_generators_response_format(tmp_path, cli_env):
-    out = subprocess.run(
-        [sys.executable, "-m", "embedforge.cli.generate", "dry_run=true", "dry_run_prompts=0", "num_examples=5",
-         f"out_dir={tmp_path / 'd'}", "mixture=open_model", "generator.model=some-open-model"],
-        env=cli_env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "response_format: some-open-model: json_schema" in out.stdout
+def test_dry_run_prints_each_generators_response_format(server_factory, make_settings):
+    from embedforge.synth.estimate import dry_run, format_estimate
+
+    srv = server_factory()
+    est = dry_run(make_settings(srv, "dry_run=true", "num_examples=5", *SCHEMA, "generator.model=some-open-model"))
+    assert "response_format: some-open-model: json_schema (structured outputs" in format_estimate(est)
+    plain = dry_run(make_settings(srv, "dry_run=true", "num_examples=5", out="plain"))
+    assert "response_format: gpt-4o-mini: none (plain text" in format_estimate(plain)
+    assert srv.stats()["requests"] == 0
 
 
 # -- attempts -----------------------------------------------------------------------------------
