@@ -130,7 +130,10 @@ def generate(cfg: DictConfig) -> dict:
     except SynthConfigError as exc:
         _fail("config error", str(exc), 2)
     except (FatalAPIError, BrainstormFailed) as exc:
-        _fail("stopped", f"{exc}{_log_hint()} (previous outputs in {raw.get('out_dir')} are unchanged)", 1)
+        out = raw.get("out_dir")
+        kept = "previous outputs in {} are unchanged" if os.path.exists(os.path.join(str(out), "report.json")) \
+            else "no complete outputs in {} yet"
+        _fail("stopped", f"{exc}{_log_hint()} ({kept.format(out)})", 1)
     print(format_report(report))
     print(f"examples: {settings.out_dir / 'examples.jsonl'}  report: {settings.out_dir / 'report.json'}")
     return report
