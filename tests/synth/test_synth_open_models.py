@@ -287,3 +287,23 @@ def test_an_unclosed_think_block_is_an_unfinished_answer():
         parse_example('<think>the user wants {"S1": "a"', "sts")
     assert parse_example('<think>x</think>\n{"S1": "a", "S2": "b", "S3": "c"}', "sts") == ("a", "b", "c")
     assert parse_brainstorm('thoughts</think>["Find x."]') == ["Find x."]  # block opened by the template
+
+
+def test_reject_reasons_say_what_was_found():
+    cases = {
+        '{"title": "A title"}': "wrong_type: expected a JSON list, got object whose only key 'title' holds string, not a list",
+        '{"tasks": {"a": ["x"]}}': "wrong_type: expected a JSON list, got object whose only key 'tasks' holds object, not a list",
+        '"just text"': "wrong_type: expected a JSON list, got string",
+    }
+    for text, reason in cases.items():
+        with pytest.raises(ParseError) as err:
+            parse_brainstorm(text)
+        assert str(err.value) == reason
+    with pytest.raises(ParseError, match=r"^wrong_type: expected a JSON list, got object \(keys: 'a', 'b'"):
+        parse_brainstorm('{"a": [], "b": []}')
+    with pytest.raises(ParseError, match=r"^wrong_type: expected a JSON object, got list$"):
+        parse_example('["S1"]', "sts")
+    with pytest.raises(ParseError, match=r"^missing_key:S1 \(found keys: 'text'\)$"):
+        parse_example('{"text": "a"}', "sts")
+    with pytest.raises(ParseError, match=r"^not_a_string:S1 \(got number\)$"):
+        parse_example('{"S1": 3, "S2": "b", "S3": "c"}', "sts")

@@ -130,6 +130,12 @@ def parse_brainstorm(text: Any) -> list[str]:
         lists = [v for v in value.values() if isinstance(v, list)]
         if len(value) == 1 and lists:
             value = lists[0]
+        elif len(value) == 1:
+            (key, inner), = value.items()
+            raise ParseError(
+                f"wrong_type: expected a JSON list, got object whose only key {_clip(repr(key), 40)} "
+                f"holds {json_type(inner)}, not a list"
+            )
         else:
             keys = ", ".join(repr(k) for k in list(value)[:5]) or "none"
             raise ParseError(
