@@ -177,3 +177,18 @@ def test_an_expired_batch_is_submitted_again_under_a_new_id(server_factory, make
     brainstorm = [c for c in chunks if c.startswith("brain")]
     assert len(brainstorm) == 2 and brainstorm[0][:-2] == brainstorm[1][:-2] and brainstorm[0] != brainstorm[1]
     assert srv.stats()["batches_created"] == 3
+
+
+def test_batch_mode_sends_a_round_of_batches_per_attempt(server_factory, make_settings):
+    """Rejected replies get new attempts in batch mode too: one more round of batches each time."""
+    srv = server_factory(rates={"invalid_json": 0.3}, batch_latency_s=0.1, seed=12)
+    s = make_settings(srv, "num_examples=60", *BATCH, "max_attempts=3", "attempts_per_run=3",
+                      "synth.tasks={short_long: 0, long_short: 0, bitext: 0, long_long: 0, short_short: 0}",
+                      "synth/languages=en")
+    report = _run(s)
+    stats = srv.stats()
+    assert 2 <= stats["batches_created"] <= 3 and max(stats["batch_keys"].values()) == 1
+    assert report["attempts"]["items_accepted_after_retry"] >= 5 and report["rejected"] <= 5
+    assert report["accepted"] + report["rejected"] + report["duplicates"] == 60
+    again = _run(s)  # every item accepted or out of attempts: nothing submitted
+    assert srv.stats()["batches_created"] == stats["batches_created"] and again["accepted"] == report["accepted"]
