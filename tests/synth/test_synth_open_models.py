@@ -13,7 +13,7 @@ import pytest
 
 from embedforge.synth import schemas
 from embedforge.synth.client import FatalAPIError
-from embedforge.synth.parsing import ParseError, parse_brainstorm, parse_example
+from embedforge.synth.parsing import ParseError, normalize_definition, parse_brainstorm, parse_example
 from embedforge.synth.pipeline import PARTIAL_FILES, BrainstormFailed, Pipeline
 from embedforge.synth.prompts import REPLY_LIST, brainstorm_messages
 from embedforge.synth.sampling import Planner
@@ -67,11 +67,12 @@ def test_every_schema_valid_reply_parses(kind, lengths):
         validator.validate(value)
         text = json.dumps(value, ensure_ascii=rng.random() < 0.5)
         if kind == "brainstorm":
-            if not any(t.strip() for t in value["tasks"]):
+            kept = [t.strip() for t in value["tasks"] if normalize_definition(t)]  # words, not just punctuation
+            if not kept:
                 with pytest.raises(ParseError, match="^empty_list"):
                     parse_brainstorm(text)
                 continue
-            assert parse_brainstorm(text) == [t.strip() for t in value["tasks"] if t.strip()]
+            assert parse_brainstorm(text) == kept
         else:
             keys = [k for k in OUTPUT_KEYS[kind] if k]
             stripped = [value[k].strip() for k in keys]
@@ -114,7 +115,7 @@ def test_json_schema_requests_have_the_structured_outputs_shape(server_factory, 
     assert seen == set(TASK_TYPES)
     b = p.brainstorm_request(p.brainstorm_plans()[0])
     assert b.payload["response_format"]["json_schema"]["schema"] == schemas.brainstorm_schema(s.synth.tasks_per_call)
-    assert '{"tasks": [' in b.payload["messages"][0]["content"]
+    assert 'a single field, "tasks"' in b.payload["messages"][0]["content"]
     # Plain mode keeps its prompt (and so its cache keys): the bare list, as before.
     plain = brainstorm_messages("short_long", 20)[0]["content"]
     assert plain.rstrip("\n").endswith(REPLY_LIST) and '"tasks"' not in plain
@@ -287,6 +288,14 @@ def test_an_unclosed_think_block_is_an_unfinished_answer():
         parse_example('<think>the user wants {"S1": "a"', "sts")
     assert parse_example('<think>x</think>\n{"S1": "a", "S2": "b", "S3": "c"}', "sts") == ("a", "b", "c")
     assert parse_brainstorm('thoughts</think>["Find x."]') == ["Find x."]  # block opened by the template
+
+
+def test_placeholder_strings_are_no_task_definitions():
+    with pytest.raises(ParseError, match=r"^empty_list: .*the list holds string; strings without words"):
+        parse_brainstorm('{"tasks": ["...", "..."]}')  # what SmolLM2 copied from an earlier prompt
+    with pytest.raises(ParseError, match=r"^empty_list: .*the list holds object\)"):
+        parse_brainstorm('{"tasks": [{"title": "Find x"}]}')
+    assert parse_brainstorm('{"tasks": ["...", "Find x."]}') == ["Find x."]
 
 
 def test_reject_reasons_say_what_was_found():

@@ -144,9 +144,12 @@ def parse_brainstorm(text: Any) -> list[str]:
             )
     if not isinstance(value, list):
         raise ParseError(f"wrong_type: expected a JSON list, got {json_type(value)}")
-    tasks = [v.strip() for v in value if isinstance(v, str) and v.strip()]
+    # Blank and punctuation-only entries ("...", copied from an example shape) are no definitions.
+    tasks = [v.strip() for v in value if isinstance(v, str) and normalize_definition(v)]
     if not tasks:
-        raise ParseError("empty_list: no task definition strings in the reply")
+        kinds = sorted({json_type(v) for v in value}) or ["nothing"]
+        raise ParseError(f"empty_list: no task definition strings in the reply (the list holds {', '.join(kinds)}"
+                         f"{'; strings without words' if 'string' in kinds else ''})")
     return tasks
 
 

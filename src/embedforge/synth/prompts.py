@@ -43,9 +43,10 @@ def _render(step: str, task_type: str, values: dict[str, str]) -> Messages:
 # The brainstorm reply's shape. JSON mode and structured outputs need a top-level object, so there
 # the list goes inside {"tasks": [...]} (schemas.brainstorm_schema); plain mode keeps the bare list.
 REPLY_LIST = "Reply with a JSON array of strings, one string per task definition, and nothing else."
+# No literal placeholder strings here: a small model copied '{"tasks": ["...", "..."]}' verbatim.
 REPLY_OBJECT = (
-    'Reply with a JSON object of the form {"tasks": ["...", "..."]}: its only field, "tasks", is the '
-    "list of task definitions, one string each. Write nothing else."
+    'Reply with a JSON object with a single field, "tasks", whose value is the list of your task '
+    "definitions, one string per definition. Write nothing else."
 )
 
 
