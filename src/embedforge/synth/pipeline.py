@@ -494,7 +494,10 @@ class Pipeline:
                 gens[i] = replace(g, served_model=served[0])
             else:
                 shown = ", ".join(served[:10]) + (", ..." if len(served) > 10 else "")
-                raise SynthConfigError(f"{key}: '{g.model}' is not served by {url} (it serves: {shown})")
+                raise SynthConfigError(
+                    f"{key}: '{g.model}' is not served by {url} (it serves: {shown}); check_models=false skips "
+                    f"this check where the API lists other names than it takes (e.g. Azure deployments)"
+                )
         self.s = replace(self.s, generators=tuple(gens))
         self.stats.models = [g.request_model for g in gens]
         self.planner = Planner(self.s)
