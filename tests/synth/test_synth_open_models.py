@@ -265,6 +265,9 @@ def test_a_model_the_server_does_not_list_is_refused_before_any_request(server_f
     ok = make_settings(srv, "num_examples=10", "generator.model=model-b", out="ok")
     _run(ok)
     assert srv.stats()["models"] == {"model-b": srv.stats()["requests"]}
+    unchecked = make_settings(srv, "num_examples=5", "generator.model=model-c", "check_models=false", out="unchecked")
+    _run(unchecked)
+    assert srv.stats()["models"]["model-c"] > 0
 
 
 # -- reasoning replies --------------------------------------------------------------------------
