@@ -1,5 +1,5 @@
-# The two commands of the README's Quickstart; each sets up .venv on first use.
-.PHONY: setup demo test test-all
+# The two commands of the README's Quickstart (demo, test); each sets up .venv from the lock on first use.
+.PHONY: setup demo test test-all test-latest lock
 
 setup:
 	bash scripts/setup.sh
@@ -12,3 +12,11 @@ test:
 
 test-all:
 	bash scripts/test.sh -m "slow or not slow"
+
+# The default test run on the newest versions pyproject.toml allows (a separate .venv-latest).
+test-latest:
+	bash scripts/test_latest.sh
+
+# Regenerate requirements/lock.txt from the newest allowed versions; then `make test` before committing it.
+lock:
+	bash scripts/lock.sh
