@@ -373,6 +373,15 @@ def test_unknown_lora_keys_are_refused_naming_the_key():
         lora_settings({"enabled": True, "r": 4, "use_dorra": True})
 
 
+def test_a_lora_typo_stops_training_at_start_in_one_line(compose_train):
+    from embedforge.train.config_checks import TrainConfigError
+    from embedforge.train.run import train
+
+    with pytest.raises(TrainConfigError, match=r"^config key 'lora\.use_dorra' is unknown") as err:
+        train(compose_train("model=tiny-mistral", "+lora.use_dorra=true"))
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("key, value", [("use_dora", True), ("use_rslora", True), ("lora_bias", True)])
 def test_known_peft_lora_options_reach_peft(monkeypatch, key, value):
     """use_dora / use_rslora / lora_bias go to peft's LoraConfig; DoRA and a LoRA bias take peft's forward,

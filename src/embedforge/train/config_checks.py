@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from embedforge.losses import build_loss
-from embedforge.model.builder import INIT_MODES
+from embedforge.model.builder import INIT_MODES, lora_settings
 from embedforge.model.pooling import POOLING_MODES
 from embedforge.data.sources.checks import check_data_config
 
@@ -38,6 +38,10 @@ def check_train_config(cfg: DictConfig) -> None:
             _fail("lora.r", f"must be a positive integer, got {r!r}")
         if cfg.lora.get("alpha", 1) <= 0:
             _fail("lora.alpha", f"must be > 0, got {cfg.lora.alpha!r}")
+        try:  # unknown keys (lora.use_dorra) and the peft options' values, before any model loads
+            lora_settings(cfg.lora)
+        except ValueError as exc:
+            raise TrainConfigError(str(exc)) from None
     check_data_config(cfg.data)  # data/sources/checks.py; the data itself is read and checked by setup()
     devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
     if isinstance(devices, int) and isinstance(nodes, int):  # "auto" devices: checked once the trainer knows
