@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train and evaluate the rows of a grid, one after another, and keep each row's finished run records
 # under experiments/<grid>/records/<row>/ (train/ and evaluate/; written once, never edited).
-# A row whose records exist is skipped, so an interrupted grid continues where it stopped.
+# A row whose records exist is skipped, and a row whose training stopped part-way resumes from its last
+# checkpoint (ckpt_path=last), so an interrupted grid continues where it stopped.
 #
 #   experiments/run_grid.sh <grid> <row>...        rows are conf/experiment/<grid>/<row>.yaml
 #   rows "base*" evaluate the untrained model (BASE_ARGS); rows listed in TRAIN_ONLY (stage-1 runs) are not evaluated.
@@ -9,26 +10,47 @@
 # Settings (environment): TASKS (eval.tasks list, or EVAL_ARGS such as eval=mteb_eng), EVAL_LENGTH
 # (encoder_max_length at evaluation; empty = the encoder's own), EVAL_ARGS (more embedforge-evaluate
 # arguments), BASE_ARGS (embedforge-evaluate arguments for the base row), TRAIN_ONLY (space-separated rows),
-# EMBEDFORGE_EVAL_DATA (the evaluation task folders; our copy is ../shared/data/eval).
+# TRAIN_ARGS (more embedforge-train arguments for every row), TRAIN_ARGS_<row> (for one row, e.g.
+# TRAIN_ARGS_pretrain_weak='data.sources.weak.path=/data/weak'), EMBEDFORGE_EVAL_DATA (the evaluation
+# task folders; our copy is ../shared/data/eval), EMBEDFORGE_BIN (the folder holding embedforge-train and
+# embedforge-evaluate; empty = found on PATH), PYTHON (reads the records; default python3), RUNS (where
+# runs write, default runs), RECORDS (default experiments/<grid>/records), DRY_RUN=1 (print the
+# commands, run nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grid=$1; shift
-bin=.venv/bin
-: "${TASKS:=}" "${EVAL_LENGTH:=}" "${EVAL_ARGS:=}" "${BASE_ARGS:=}" "${TRAIN_ONLY:=}"
+: "${TASKS:=}" "${EVAL_LENGTH:=}" "${EVAL_ARGS:=}" "${BASE_ARGS:=}" "${TRAIN_ONLY:=}" "${TRAIN_ARGS:=}"
+: "${EMBEDFORGE_BIN:=}" "${PYTHON:=python3}" "${RUNS:=runs}" "${RECORDS:=experiments/$grid/records}" "${DRY_RUN:=}"
+bin=${EMBEDFORGE_BIN:+${EMBEDFORGE_BIN%/}/}
 eval_args=()
 [[ -n $TASKS ]] && eval_args+=("eval.tasks=$TASKS")
 [[ -n $EVAL_LENGTH ]] && eval_args+=("encoder_max_length=$EVAL_LENGTH")
 # shellcheck disable=SC2206
 eval_args+=($EVAL_ARGS)
-records=experiments/$grid/records
+records=$RECORDS
+
+run() {  # a command, or under DRY_RUN=1 its shell-quoted line
+  if [[ -n $DRY_RUN ]]; then printf '%q ' "$@"; echo; else "$@"; fi
+}
 
 evaluate() {  # row, then embedforge-evaluate arguments
   local row=$1; shift
   local out=$records/$row/evaluate
   [[ -f $out/run_record.json ]] && { echo "[$grid/$row] evaluation recorded: skipped"; return; }
-  local tmp; tmp=$(mktemp -d "runs/evaluate_${grid}_${row}.XXXX")
-  $bin/embedforge-evaluate "$@" "${eval_args[@]}" "record_dir=$tmp" "hydra.run.dir=$tmp/hydra"
-  mkdir -p "$out" && cp "$tmp/run_record.json" "$out/"
+  local tmp=$RUNS/evaluate_${grid}_${row}.DRYRUN
+  if [[ -z $DRY_RUN ]]; then
+    mkdir -p "$RUNS"  # a fresh clone has no runs/ yet (the first row may be evaluation-only)
+    tmp=$(mktemp -d "$RUNS/evaluate_${grid}_${row}.XXXX")
+  fi
+  run "${bin}embedforge-evaluate" "$@" "${eval_args[@]}" "output_dir=$RUNS/evaluate/results" "record_dir=$tmp" \
+    "hydra.run.dir=$tmp/hydra"
+  run mkdir -p "$out"
+  run cp "$tmp/run_record.json" "$out/"
+}
+
+newest() {  # the newest path matching a glob pattern, or nothing
+  # shellcheck disable=SC2086
+  ls -td $1 2>/dev/null | head -1 || true
 }
 
 for row in "$@"; do
@@ -38,13 +60,25 @@ for row in "$@"; do
     evaluate "$row" $BASE_ARGS
   else
     if [[ ! -f $records/$row/train/run_record.json ]]; then
-      $bin/embedforge-train "experiment=$grid/$row"
-      run=$(ls -td "runs/${grid}_${row}"/*/ | head -1)
-      mkdir -p "$records/$row/train" && cp "$run/run_record.json" "$records/$row/train/"
+      row_args_name=TRAIN_ARGS_${row//[^A-Za-z0-9_]/_}
+      # shellcheck disable=SC2206
+      train_args=($TRAIN_ARGS ${!row_args_name:-})
+      finished=$(newest "$RUNS/${grid}_${row}/*/run_record.json")
+      if [[ -z $finished ]]; then  # not trained, or stopped part-way: resume from its last checkpoint
+        [[ -n $(newest "$RUNS/${grid}_${row}/*/checkpoints/last.ckpt") ]] && train_args+=(ckpt_path=last)
+        run "${bin}embedforge-train" "experiment=$grid/$row" "paths.output_root=$RUNS" "${train_args[@]}"
+        finished=$(newest "$RUNS/${grid}_${row}/*/run_record.json")
+      fi
+      run mkdir -p "$records/$row/train"
+      run cp "${finished:-$RUNS/${grid}_${row}/<run>/run_record.json}" "$records/$row/train/"
     fi
     if [[ " $TRAIN_ONLY " != *" $row "* ]]; then  # the encoder the recorded training run wrote
-      encoder=$($bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["encoder_dir"])' \
-        "$records/$row/train/run_record.json")
+      if [[ -n $DRY_RUN && ! -f $records/$row/train/run_record.json ]]; then
+        encoder="<encoder_dir of $row's train record>"
+      else
+        encoder=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["encoder_dir"])' \
+          "$records/$row/train/run_record.json")
+      fi
       evaluate "$row" "checkpoint=$encoder"
     fi
   fi

@@ -101,3 +101,9 @@ def test_train_throughput_runs_both_sides_tiny():
     line = next(row for row in out.splitlines() if row.startswith("full FT"))
     ours, theirs, ratio = (float(v) for v in line.split()[2:5])
     assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, rel=0.02)
+
+
+def test_lora_dropout_checkpoint_memory_runs_a_tiny_row():
+    bench = _load("lora_dropout_checkpoint_memory")
+    row = bench.one("ckpt=1,p=0.1,forward=ours", layers=1, batch=1, length=16)
+    assert row["cache_mb_after_backward"] == 0 and row["peak_growth_mb"] >= 0

@@ -13,7 +13,8 @@ from embedforge.train.run import train
 EXPERIMENTS = sorted(str(p.relative_to(CONF_DIR / "experiment").with_suffix("")) for p in (CONF_DIR / "experiment").rglob("*.yaml")
                      if not p.name.startswith("_"))
 TINY = ["model=tiny-mistral", "model.pretrained=tiny:mistral", "debug=fdr", "data.batch_size=4", "trainer=cpu", "trainer.devices=1",
-        "model.gradient_checkpointing=true", "model.max_length=64"]
+        "model.gradient_checkpointing=true", "model.max_length=64",
+        "data.global_batch_size=null"]  # the batch is shrunk on purpose
 BEIR_FIXTURE = Path(__file__).parent / "data" / "fixtures" / "beir_mini"
 
 
@@ -55,7 +56,8 @@ def test_paper_experiments_keep_the_papers_recipe(compose_train, experiment):
     assert "Paper: " in text and "MTEB avg" in text
     assert cfg.optim.lr == 1e-4 and cfg.optim.warmup_steps == 100 and cfg.optim.weight_decay == 0.1
     assert cfg.loss.temperature == 0.02 and cfg.model.max_length == 512
-    assert cfg.trainer.devices * cfg.trainer.get("num_nodes", 1) * cfg.data.batch_size == 2048
+    assert cfg.data.global_batch_size == 2048
+    assert cfg.trainer.devices * cfg.trainer.num_nodes * cfg.data.batch_size == 2048
     ablation = experiment.removeprefix("paper/ablation_")
     assert cfg.pooling.mode == {"pooling_mean": "mean", "pooling_weighted_mean": "weighted_mean"}.get(ablation, "last_token")
     assert cfg.lora.r == {"lora_r8": 8, "lora_r32": 32}.get(ablation, 16)

@@ -147,6 +147,7 @@ def test_model_card_holds_record_mixture_and_matching_scores_only(tiny):
     _, result = tiny
     card = (result.folder / "README.md").read_text()
     assert "library_name: sentence-transformers" in card
+    assert "Needs `sentence-transformers>=5.4`" in card  # what the exported folder's config needs
     assert '"demo": 280' in card  # data mixture from the training record
     assert "| STSBenchmark | 81.25 |" in card and "| SciFact | 64.50 |" in card
     assert "| X |" not in card  # an evaluation of another run is not listed
@@ -197,7 +198,7 @@ def test_mteb_wrapper_on_the_folder_scores_like_our_evaluation(tiny, tmp_path):
 
 @pytest.mark.parametrize("which", ["tiny", pytest.param("minilm", marks=pytest.mark.slow)])
 def test_evaluate_cli_on_export_equals_encoder_folder(which, request, tmp_path):
-    from embedforge.cli.evaluate import run
+    from embedforge.eval.job import run
 
     encoder, result = request.getfixturevalue(which)
     tasks = _local_tasks(tmp_path / "tasks")

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from sentence_transformers.losses import MultipleNegativesRankingLoss
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
 from embedforge.losses.infonce import info_nce, ranking_accuracy
 

@@ -269,3 +269,146 @@ def test_layers_with_forward_hooks_take_pefts_forward(monkeypatch):
     model.base_model.model.q.base_layer.register_forward_pre_hook(lambda *_: seen.append(1))
     model(torch.randn(2, 8))
     assert seen == [1] and len(calls) == 3
+
+
+# ---------------------------------------------------------------------------------------------- issue 18 defects
+def _mask_caches(model):
+    return {id(m._mask_cache): m._mask_cache for m in model.modules() if getattr(m, "_mask_cache", None) is not None}
+
+
+def test_checkpointing_early_stop_leaves_no_cached_inputs_after_backward(tiny_mistral_path):
+    """Non-reentrant checkpointing stops the recompute as soon as the last saved tensor is rebuilt,
+    i.e. inside the last adapted layer of each block: the hook that empties the shared-input cache
+    must still run, or every block's input, dropped copy and mask outlive backward."""
+    from torch.utils.checkpoint import set_checkpoint_early_stop
+
+    torch.manual_seed(0)
+    enc = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token", lora=LoraSettings(r=4, dropout=0.1),
+                                  gradient_checkpointing=True)
+    enc.train()
+    caches = _mask_caches(enc)
+    assert len(caches) == 4  # self_attn and mlp of 2 layers
+    feats = enc.tokenize(["Instruct: find it\nQuery: rope", "a document about rotary embeddings"])
+    with set_checkpoint_early_stop(True):
+        enc(feats["input_ids"], feats["attention_mask"]).pow(2).sum().backward()
+    assert [c.entry for c in caches.values()] == [None] * len(caches)
+
+
+class _SubclassedLinear(torch.nn.Linear):
+    """Like transformers' FP8 / compressed / bit linear layers: an nn.Linear subclass whose own forward
+    does more than `x W^T + b` (here: a scale standing in for dequantisation)."""
+
+    def forward(self, x):
+        return super().forward(x) * 3.0
+
+
+def test_nn_linear_subclasses_with_their_own_forward_take_pefts_forward(monkeypatch):
+    import embedforge.model.lora as lora_module
+
+    torch.manual_seed(0)
+    model = _Siblings()
+    for name in ("q", "k", "v", "o"):
+        layer = getattr(model, name)
+        sub = _SubclassedLinear(layer.in_features, layer.out_features)
+        sub.load_state_dict(layer.state_dict())
+        setattr(model, name, sub)
+    ref, new = _copies(model, r=2)
+    calls = []
+    apply = lora_module._LoraLinear.apply
+    monkeypatch.setattr(lora_module._LoraLinear, "apply", lambda *a: calls.append(1) or apply(*a))
+    x = torch.randn(3, 4, 8)
+    ref.train(), new.train()
+    assert torch.allclose(new(x), ref(x), atol=1e-6)
+    assert calls == []
+
+
+def test_lean_forward_has_no_graph_breaks_under_compile():
+    """model.compile=true: dynamo must not break the graph in our layer (random_, _version, ...)."""
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    model = apply_lora(_Siblings(), LoraSettings(r=2, dropout=0.1, target_modules=["q", "k", "v", "o"]))
+    model.train()
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(torch.randn(2, 3, 8))
+    torch._dynamo.reset()
+    assert explained.graph_break_count == 0, [str(b.reason) for b in explained.break_reasons]
+
+
+def test_a_peft_without_lora_variant_takes_pefts_forward(monkeypatch):
+    """peft releases before `lora_variant` (the floor allows them): no AttributeError, peft's forward."""
+    from embedforge.model.lora import _peft_linear_class
+
+    model = apply_lora(_Siblings(), LoraSettings(r=2, dropout=0.0, target_modules=["q", "k", "v", "o"]))
+    layer = model.base_model.model.q
+    del layer.lora_variant
+    monkeypatch.setattr(_peft_linear_class(), "forward", lambda self, x, *a, **k: "peft's forward")
+    assert layer(torch.randn(2, 8)) == "peft's forward"
+
+
+def test_an_encoder_folder_loads_with_the_lean_forward(tiny_mistral_path, tmp_path):
+    """Every load path (folder, .ckpt, run:) gives the same LoRA layer class as a fresh build."""
+    from embedforge.model.builder import EncoderSettings, build_encoder, load_encoder
+    from embedforge.model.lora import SharedDropoutLoraLinear
+
+    def lean_layers(encoder):
+        return sum(type(m) is SharedDropoutLoraLinear for m in encoder.modules())
+
+    built = build_encoder(EncoderSettings(pretrained=str(tiny_mistral_path), dtype="float32",
+                                          lora=LoraSettings(r=4)))
+    assert lean_layers(built) == 14
+    built.save(tmp_path / "enc")
+    for trainable in (True, False):
+        assert lean_layers(load_encoder(tmp_path / "enc", trainable=trainable)) == 14
+    peft_only = build_encoder(EncoderSettings(pretrained=str(tiny_mistral_path), dtype="float32",
+                                              lora=LoraSettings(r=4, share_dropout=False)))
+    peft_only.save(tmp_path / "peft")
+    assert lean_layers(load_encoder(tmp_path / "peft", trainable=True)) == 0
+
+
+def test_unknown_lora_keys_are_refused_naming_the_key():
+    from embedforge.model.builder import lora_settings
+
+    with pytest.raises(ValueError, match=r"lora\.use_dorra"):
+        lora_settings({"enabled": True, "r": 4, "use_dorra": True})
+
+
+def test_a_lora_typo_stops_training_at_start_in_one_line(compose_train):
+    from embedforge.train.config_checks import TrainConfigError
+    from embedforge.train.run import train
+
+    with pytest.raises(TrainConfigError, match=r"^config key 'lora\.use_dorra' is unknown") as err:
+        train(compose_train("model=tiny-mistral", "+lora.use_dorra=true"))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key, value", [("use_dora", True), ("use_rslora", True), ("lora_bias", True)])
+def test_known_peft_lora_options_reach_peft(monkeypatch, key, value):
+    """use_dora / use_rslora / lora_bias go to peft's LoraConfig; DoRA and a LoRA bias take peft's forward,
+    rsLoRA (only a different scaling) keeps ours and still equals peft's."""
+    import embedforge.model.lora as lora_module
+    from embedforge.model.builder import lora_settings
+
+    settings = lora_settings({"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0,
+                              "target_modules": ["q", "k", "v", "o"], key: value})
+    assert settings.extra == {key: value}
+    calls = []
+    apply = lora_module._LoraLinear.apply
+    monkeypatch.setattr(lora_module._LoraLinear, "apply", lambda *a: calls.append(1) or apply(*a))
+    torch.manual_seed(0)
+    import copy
+    base = _Siblings()
+    ref = apply_lora(copy.deepcopy(base), LoraSettings(**{**vars(settings), "share_dropout": False}))
+    new = apply_lora(copy.deepcopy(base), settings)
+    assert getattr(new.peft_config["default"], key) is value
+    for name, param in ref.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.1)
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 4, 8)
+    assert torch.allclose(new(x), ref(x), atol=1e-6)
+    if key == "use_rslora":
+        assert new.base_model.model.q.scaling["default"] == pytest.approx(8 / 2)  # alpha / sqrt(r)
+        assert len(calls) == 4
+    else:
+        assert calls == []

@@ -3,6 +3,7 @@ the InfoNCE target equals the plain function; duplicated positives are masked, n
 
 import pytest
 import torch
+from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
 from embedforge.data.collate import ContrastiveCollator
@@ -13,13 +14,14 @@ from embedforge.losses.infonce import InfoNCELoss, info_nce
 from embedforge.losses.matryoshka import MatryoshkaInfoNCELoss
 
 
-class _Identity(torch.nn.Module):
-    """Stands in for a SentenceTransformer: the 'features' are already embeddings."""
+class _EmbeddingsIn(torch.nn.Module):
+    """A sentence-transformers module whose 'features' are already embeddings. Wrapped in a real
+    SentenceTransformer (public API only), so MatryoshkaLoss gets everything it asks of a model."""
 
     def forward(self, features):
-        return {"sentence_embedding": features["emb"]}
+        return {**features, "sentence_embedding": features["emb"]}
 
-    def get_embedding_dimension(self):
+    def get_sentence_embedding_dimension(self):
         return 64
 
 
@@ -32,7 +34,7 @@ def test_matryoshka_equals_sentence_transformers(weights):
     q2, d2 = q1.detach().clone().requires_grad_(), d1.detach().clone().requires_grad_()
 
     ours = MatryoshkaInfoNCELoss(dims, weights, temperature)(q1, d1)
-    model = _Identity()
+    model = SentenceTransformer(modules=[_EmbeddingsIn()], device="cpu")
     theirs = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model, scale=1 / temperature), dims, weights)(
         [{"emb": q2}, {"emb": d2[:6]}, {"emb": d2[6:]}], labels=None)
     assert torch.allclose(ours, theirs, atol=1e-5), (ours, theirs)

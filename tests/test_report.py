@@ -251,3 +251,41 @@ def test_every_paper_experiment_config_maps_to_a_paper_row():
     unmapped = {stem: key for stem, key in keys.items() if key not in known and stem != "pretrain_weak"}
     assert not unmapped
     assert known <= set(keys.values())  # every paper row has an experiment
+
+
+def _versions(**changed) -> dict:
+    base = {"python": "3.11.7", "torch": "2.13.0+cpu", "transformers": "5.24.0", "peft": "0.21.2",
+            "pytorch-lightning": "2.6.6", "mteb": "2.26.24", "sentence-transformers": "6.3.0", "embedforge": "0.1.0"}
+    return {**base, **{k.replace("_", "-"): v for k, v in changed.items()}}
+
+
+def test_rows_on_other_package_versions_are_marked(tmp_path):
+    runs = tmp_path / "runs"
+    for name, versions in [("grid_default", _versions()), ("grid_lora_r8", _versions()),
+                           ("grid_lora_r32", _versions(transformers="5.25.0")), ("grid_mean", _versions())]:
+        folder = _train(runs, name, "t1", tags=["grid"])
+        record = json.loads((folder / "run_record.json").read_text())
+        (folder / "run_record.json").write_text(json.dumps({**record, "versions": versions}))
+        # its evaluation ran on another mteb for one row only: that row differs within itself
+        evaluation = _evaluate(runs, f"e_{name}", f"{name}/t1", BASE)
+        eval_record = json.loads((evaluation / "run_record.json").read_text())
+        mteb = "2.26.23" if name == "grid_mean" else "2.26.24"
+        (evaluation / "run_record.json").write_text(json.dumps({**eval_record, "versions": {**versions, "mteb": mteb}}))
+    out = _report(runs, tmp_path / "out", baseline="default")
+    markdown = out["markdown"].read_text()
+    data = json.loads(out["json"].read_text())
+    assert data["rows"]["lora_r32"]["version_differences"] == ["transformers 5.25.0 (others: 5.24.0)"]
+    assert data["rows"]["mean"]["version_differences"] == ["mteb 2.26.23 / 2.26.24 (others: 2.26.24)"]
+    assert data["rows"]["lora_r8"]["version_differences"] == [] and data["rows"]["default"]["version_differences"] == []
+    assert _row(markdown, "| lora_r32 |", after="## All our rows")[1] == "LoRA r=32 †"
+    assert _row(markdown, "| lora_r8 |", after="## All our rows")[1] == "LoRA r=8"
+    assert "**5.25.0**" in _row(markdown, "| lora_r32 |", after="## Package versions")
+    assert "key package versions differ from the other rows: transformers 5.25.0" in markdown
+
+
+def test_version_differences_ties_and_missing():
+    from embedforge.report.versions import version_differences
+
+    assert version_differences({"a": {"peft": "0.21.2"}, "b": {"peft": "0.21.2"}, "c": {}}) == {}
+    tie = version_differences({"a": {"peft": "0.21.2"}, "b": {"peft": "0.20.0"}})
+    assert tie == {"a": ["peft 0.21.2 (others: 0.20.0)"], "b": ["peft 0.20.0 (others: 0.21.2)"]}

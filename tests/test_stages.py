@@ -106,3 +106,21 @@ def test_demo_chain_experiments_run_in_order(compose_train):
     second = train(compose_train("experiment=demo_finetune", *tiny))
     assert first["run_id"] == "demo_pretrain/run" and second["parent_run"]["run_id"] == "demo_pretrain/run"
     assert second["encoder"]["base_encoder"] == first["encoder_dir"] and second["global_step"] == 2
+
+
+@pytest.mark.parametrize("source", ["folder", "ckpt", "run"])
+def test_continue_mode_trains_with_one_forward_whatever_the_source(compose_train, tmp_path, source):
+    """init_mode=continue from an encoder folder, run:<name> or a .ckpt: the same (lean) LoRA layers."""
+    from embedforge.model.lora import SharedDropoutLoraLinear
+
+    record = stage1(compose_train, "r8")
+    init = {"folder": record["encoder_dir"], "run": "run:stage1",
+            "ckpt": str(tmp_path / "runs/stage1/run/checkpoints/last.ckpt")}[source]
+    if source == "run":
+        from embedforge.train.run import resolve_init_from
+
+        cfg = compose_train(*BASE, f"model.init_from={init}")
+        init = resolve_init_from(cfg)
+    child = stage2_module(compose_train, f"model.init_from={init}", "model.init_mode=continue", "lora=r8")
+    layers = [m for m in child.encoder.modules() if hasattr(m, "lora_A")]
+    assert len(layers) == 14 and all(type(m) is SharedDropoutLoraLinear for m in layers)

@@ -8,4 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 EVAL_ARGS='eval=mteb_eng eval.workers=auto' \
   experiments/run_grid.sh paper full_data synthetic_only synthetic_msmarco no_synthetic
-.venv/bin/embedforge-report 'runs=[experiments/paper/records/*/*]' output_dir=experiments/paper/table1
+bin=${EMBEDFORGE_BIN:+${EMBEDFORGE_BIN%/}/}  # empty = embedforge-report on PATH; DRY_RUN=1 prints commands
+if [[ -n ${DRY_RUN:-} ]]; then
+  echo "${bin}embedforge-report 'runs=[experiments/paper/records/*/*]' output_dir=experiments/paper/table1"
+else
+  "${bin}embedforge-report" 'runs=[experiments/paper/records/*/*]' output_dir=experiments/paper/table1
+fi

@@ -6,7 +6,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from embedforge.cli.evaluate import run
+from embedforge.eval.job import run
 from embedforge.eval.parallel import resolve_workers, split_round_robin
 from embedforge.model.encoder import Encoder
 from embedforge.paths import CONF_DIR

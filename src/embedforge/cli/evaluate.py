@@ -1,159 +1,18 @@
-"""embedforge-evaluate: MTEB tasks / local folders / a benchmark, or the passkey probe (eval=passkey)."""
+"""embedforge-evaluate: MTEB tasks / local folders / a benchmark, or the passkey probe (eval=passkey).
+The job itself is embedforge.eval.job."""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import embedforge.paths
-
-log = logging.getLogger("embedforge.evaluate")
-
-
-def load_encoder(cfg: DictConfig):
-    """The encoder to evaluate (`checkpoint`, or model/lora/pooling), on `device`."""
-    from embedforge.model.builder import encoder_from_config
-
-    own_length = cfg.get("encoder_max_length")
-    if own_length is not None and (not isinstance(own_length, int) or own_length <= 0):  # before the slow load
-        raise ValueError(f"encoder_max_length: must be a positive integer or null, got {own_length!r}")
-    ckpt = cfg.get("checkpoint")
-    encoder = encoder_from_config(cfg, hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
-    if own_length is not None:  # a folder keeps its training length (often short to save compute)
-        encoder.max_length = own_length
-    return encoder.to(resolve_device(cfg.get("device", "auto")))
-
-
-def resolve_device(name: str | None):
-    """`device`: auto (the GPU when there is one), cpu, cuda, cuda:N. On a GPU `encode` runs in bf16 autocast."""
-    import torch
-
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(str(name))
-    except RuntimeError as exc:
-        raise ValueError(f"device: unknown device {name!r} ({exc})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} asked for, but torch sees no CUDA GPU (use device=cpu or auto)")
-    return device
-
-
-def instruction_policy(cfg: DictConfig, trained_with: dict | None = None):
-    """The evaluation's instruction policy. `instructions.mode` and `.template` left null follow the
-    encoder: what it was trained with (recorded in its folder), else the paper's instruction format."""
-    from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE
-    from embedforge.eval.instructions import InstructionPolicy
-
-    instructions = OmegaConf.to_container(cfg.instructions, resolve=True)
-    trained_with = trained_with or {}
-    if instructions.get("mode") is None:
-        instructions["mode"] = trained_with.get("instruction_mode") or "instruction"
-    if instructions.get("template") is None:
-        instructions["template"] = trained_with.get("query_template") or DEFAULT_QUERY_TEMPLATE
-    override = cfg.eval.get("normalize_by_type")
-    override = OmegaConf.to_container(override, resolve=True) if override is not None else {}
-    instructions["normalize_by_type"] = {**(instructions.get("normalize_by_type") or {}), **override}
-    return InstructionPolicy.from_config(instructions)
-
-
-def run(cfg: DictConfig) -> Path:
-    """Run the configured evaluation; return the path of its machine-readable summary."""
-    mode = cfg.eval.get("mode", "mteb")
-    if mode not in ("mteb", "passkey"):
-        raise ValueError(f"eval.mode: unknown mode {mode!r} (expected mteb or passkey)")
-    instruction_policy(cfg)  # config errors before the (slow) model load
-    truncate_dim = cfg.eval.get("truncate_dim")
-    if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim <= 0):
-        raise ValueError(f"eval.truncate_dim: must be a positive integer or null, got {truncate_dim!r}")
-    if cfg.get("torch_threads"):
-        import torch
-
-        torch.set_num_threads(int(cfg.torch_threads))
-    from embedforge.eval.parallel import resolve_workers
-
-    workers = resolve_workers(cfg.eval.get("workers"), cfg.get("device"))
-    if workers > 1 and mode == "mteb":
-        return run_in_workers(cfg, workers)
-    encoder = load_encoder(cfg)
-    policy = instruction_policy(cfg, encoder.trained_with)
-    if encoder.trained_with.get("instruction_mode"):
-        log.info("instructions: mode=%s (encoder trained with %s)", policy.mode, encoder.trained_with["instruction_mode"])
-    if cfg.get("seed") is not None:
-        import torch
-
-        torch.manual_seed(int(cfg.seed))
-    if mode == "passkey":
-        from embedforge.eval.passkey import run_passkey
-
-        return run_passkey(encoder, cfg.eval, out_dir=Path(hydra.utils.to_absolute_path(cfg.output_dir)),
-                           template=policy.template, mode=policy.mode)
-    from embedforge.eval.results import write_summary
-    from embedforge.eval.runner import resolve_tasks, run_tasks
-
-    data_dir = cfg.eval.get("data_dir")
-    tasks = resolve_tasks(list(cfg.eval.tasks) if cfg.eval.get("tasks") else None, benchmark=cfg.eval.get("benchmark"),
-                          data_dir=hydra.utils.to_absolute_path(data_dir) if data_dir else None)
-    out = run_tasks(encoder, tasks, policy=policy, out_dir=hydra.utils.to_absolute_path(cfg.output_dir),
-                    batch_size=int(cfg.eval.batch_size), max_length=int(cfg.eval.max_length), truncate_dim=truncate_dim)
-    summary = write_summary(out.out_dir, out.results, out.tasks, extra={"seconds": round(out.seconds, 1)})
-    print((out.out_dir / "summary.md").read_text(encoding="utf-8"))
-    log.info("evaluated %d tasks in %.0f s", len(tasks), out.seconds)
-    record_evaluation(cfg, encoder.describe(), encoder.trained_with, vars(policy), summary, out.seconds)
-    return summary
-
-
-def run_in_workers(cfg: DictConfig, workers: int) -> Path:
-    """The tasks spread over `workers` processes (eval.workers; one per GPU with `auto`)."""
-    from embedforge.eval.parallel import evaluate_in_workers
-    from embedforge.eval.results import write_summary
-    from embedforge.eval.runner import resolve_tasks
-
-    cfg = cfg.copy()
-    cfg.output_dir = hydra.utils.to_absolute_path(cfg.output_dir)
-    if cfg.get("checkpoint"):
-        cfg.checkpoint = hydra.utils.to_absolute_path(str(cfg.checkpoint))
-    data_dir = cfg.eval.get("data_dir")
-    data_dir = hydra.utils.to_absolute_path(data_dir) if data_dir else None
-    tasks = resolve_tasks(list(cfg.eval.tasks) if cfg.eval.get("tasks") else None, benchmark=cfg.eval.get("benchmark"),
-                          data_dir=data_dir)
-    out = evaluate_in_workers(cfg, tasks, workers, data_dir)
-    summary = write_summary(out["out_dir"], out["results"], tasks, extra={"seconds": round(out["seconds"], 1),
-                                                                          "workers": workers})
-    print((out["out_dir"] / "summary.md").read_text(encoding="utf-8"))
-    log.info("evaluated %d tasks on %d workers in %.0f s", len(tasks), workers, out["seconds"])
-    record_evaluation(cfg, out["encoder"], out["trained_with"], out["policy"], summary, out["seconds"])
-    return summary
-
-
-def record_evaluation(cfg: DictConfig, described: dict, trained_with: dict, policy: dict, summary: Path,
-                      seconds: float) -> Path | None:
-    """The evaluation's run record, in the run's own folder (`record_dir`, by default Hydra's run folder)."""
-    import json
-
-    from embedforge.run_record import build_run_record, write_run_record
-    from embedforge.train.loggers import redact
-
-    folder = cfg.get("record_dir")
-    if not folder:
-        from hydra.core.hydra_config import HydraConfig
-
-        if not HydraConfig.initialized():
-            return None  # called as a library function: the results folder is the record
-        folder = HydraConfig.get().runtime.output_dir
-    record = build_run_record(
-        "evaluate", run_id=f"evaluate/{Path(folder).name}", evaluated=trained_with.get("run_id"),
-        encoder=described, instructions=policy, results=json.loads(summary.read_text()),
-        results_dir=str(summary.parent), wall_time_s=round(seconds, 1),
-        config=redact(OmegaConf.to_container(cfg, resolve=True)))
-    return write_run_record(folder, record)
 
 
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from embedforge.eval.job import run
+
     summary = run(cfg)
     print(summary)  # last line: the summary path, for scripts
 

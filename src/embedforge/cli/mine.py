@@ -50,12 +50,8 @@ def settings_from_cfg(cfg: DictConfig):
 
 def load_encoder(cfg: DictConfig):
     """The configured encoder: `checkpoint` (encoder folder, HF folder, .ckpt) or model/lora/pooling."""
-    try:
-        from embedforge.model.builder import encoder_from_config
-    except ImportError:  # before the one-builder rework: evaluation's loader
-        from embedforge.cli.evaluate import load_encoder as evaluate_loader
+    from embedforge.model.builder import encoder_from_config
 
-        return evaluate_loader(cfg)
     ckpt = cfg.get("checkpoint")
     return encoder_from_config(cfg, hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
 

@@ -34,7 +34,7 @@ def split_round_robin(names: list[str], workers: int) -> list[list[str]]:
 
 
 def _worker(rank: int, cfg_container: dict, groups: list[list[str]], data_dir: str | None, report: str) -> None:
-    from embedforge.cli.evaluate import instruction_policy, load_encoder
+    from embedforge.eval.inputs import encoder_for_evaluation, instruction_policy
     from embedforge.eval.runner import resolve_tasks, run_tasks
 
     cfg = OmegaConf.create(cfg_container)
@@ -44,7 +44,7 @@ def _worker(rank: int, cfg_container: dict, groups: list[list[str]], data_dir: s
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(groups)))
     if cfg.get("seed") is not None:
         torch.manual_seed(int(cfg.seed))
-    encoder = load_encoder(cfg)
+    encoder = encoder_for_evaluation(cfg)
     policy = instruction_policy(cfg, encoder.trained_with)
     tasks = resolve_tasks(groups[rank], data_dir=data_dir)
     out = run_tasks(encoder, tasks, policy=policy, out_dir=cfg.output_dir, batch_size=int(cfg.eval.batch_size),

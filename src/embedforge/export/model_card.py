@@ -34,7 +34,9 @@ def hub_base_model(pretrained: str) -> str | None:
 
 def _usage(path_hint: str, prompts: dict[str, str]) -> str:
     example = next((n for n in ("Retrieval-query", "STS", "Classification") if n in prompts), None)
-    lines = ["## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
+    # The folder's sentence_bert_config.json uses keys (modality_config, module_output_name) from 5.4 on.
+    lines = ["## Usage", "", "Needs `sentence-transformers>=5.4`.", "", "```python",
+             "from sentence_transformers import SentenceTransformer", "",
              f'model = SentenceTransformer("{path_hint}")']
     if example:
         lines += [f'queries = model.encode(["how do plants make sugar?"], prompt_name="{example}")',

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedforge.model.encoder import ADAPTER_DIR, ENCODER_FILE, Encoder, enable_activation_checkpointing
 from embedforge.model.loading import ModelLoadError, load_backbone, resolve_dtype
-from embedforge.model.lora import LoraSettings, apply_lora
+from embedforge.model.lora import LoraSettings, apply_lora, use_shared_dropout_forward
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,26 @@ class EncoderSettings:
     trained_with: dict = field(default_factory=dict)
 
 
+# The `lora` group's keys: ours, and peft LoraConfig options passed through (DoRA and a LoRA bias then
+# take peft's forward; rsLoRA only changes the scaling, which the lean forward reads from peft).
+LORA_KEYS = ("enabled", "r", "alpha", "dropout", "target_modules", "share_dropout")
+PEFT_LORA_KEYS = ("use_dora", "use_rslora", "lora_bias")
+
+
 def lora_settings(lora_cfg: DictConfig | dict | None) -> LoraSettings | None:
     if lora_cfg is None:
         return None
     cfg = OmegaConf.to_container(lora_cfg, resolve=True) if isinstance(lora_cfg, DictConfig) else dict(lora_cfg)
     if not cfg.pop("enabled", True):
         return None
+    unknown = sorted(set(cfg) - set(LORA_KEYS) - set(PEFT_LORA_KEYS))
+    if unknown:  # a typo (lora.use_dorra) would otherwise train something else than asked, silently
+        raise ValueError(f"config key 'lora.{unknown[0]}' is unknown (known: {', '.join(LORA_KEYS + PEFT_LORA_KEYS)})")
     targets = cfg.get("target_modules", "all-linear")
     return LoraSettings(r=cfg.get("r", 16), alpha=cfg.get("alpha", 32), dropout=cfg.get("dropout", 0.1),
                         target_modules=list(targets) if not isinstance(targets, str) else targets,
-                        share_dropout=bool(cfg.get("share_dropout", True)))
+                        share_dropout=bool(cfg.get("share_dropout", True)),
+                        extra={k: cfg[k] for k in PEFT_LORA_KEYS if k in cfg})
 
 
 def settings_from_config(model_cfg, lora_cfg=None, pooling_cfg=None, *, for_training: bool = False) -> EncoderSettings:
@@ -89,8 +99,8 @@ def build_encoder(settings: EncoderSettings) -> Encoder:
         parent = load_encoder(settings.init_from, dtype=dtype, trainable=settings.init_mode == "continue")
         pretrained, tokenizer = parent.pretrained, parent.tokenizer
         if parent.lora is not None and settings.init_mode == "continue":
-            if lora is not None and (lora.r, lora.alpha, lora.target_modules) != (
-                    parent.lora.r, parent.lora.alpha, parent.lora.target_modules):
+            if lora is not None and (lora.r, lora.alpha, lora.target_modules, lora.extra) != (
+                    parent.lora.r, parent.lora.alpha, parent.lora.target_modules, parent.lora.extra):
                 raise ValueError(f"model.init_mode=continue keeps {settings.init_from}'s adapter (r={parent.lora.r}, "
                                  f"alpha={parent.lora.alpha}); the lora group asks for r={lora.r}, alpha={lora.alpha}: "
                                  "use init_mode=merge for a fresh adapter, or the parent's lora settings")
@@ -154,6 +164,8 @@ def load_encoder(path: str | Path, *, dtype="auto", trainable: bool = False) -> 
         from peft import PeftModel
 
         encoder.backbone = PeftModel.from_pretrained(encoder.backbone, path / ADAPTER_DIR, is_trainable=trainable)
+        if lora.share_dropout:  # the same forward as a fresh build or a .ckpt (apply_lora)
+            use_shared_dropout_forward(encoder.backbone)
         encoder.lora = lora
         if (path / "tokenizer_config.json").is_file():  # the folder's own tokenizer, as saved with the encoder
             from transformers import AutoTokenizer

@@ -49,13 +49,23 @@ def resolve_pretrained(name: str) -> str:
     return name
 
 
+def native_bf16() -> bool:
+    """Whether the current CUDA GPU computes in bf16 natively. Not plain torch.cuda.is_bf16_supported():
+    by default it counts pre-Ampere emulation (far slower than fp16) as support."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch releases without the argument
+        return torch.cuda.get_device_capability() >= (8, 0)
+
+
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """'auto' = bf16 where the GPU supports it, else fp32 (CPU training stays in fp32)."""
+    """'auto' = bf16 where the GPU has it natively, fp16 on older GPUs (V100, T4: what
+    trainer.precision=auto computes in there), else fp32 (CPU training stays in fp32)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
+        if torch.cuda.is_available():
+            return torch.bfloat16 if native_bf16() else torch.float16
         return torch.float32
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16}

@@ -319,9 +319,17 @@ def _make_shared_class(Linear: type) -> type:
         _mask_cache: _MaskCache | None = None
 
         def forward(self, x, *args, **kwargs):
+            # Under torch.compile peft's forward traces without graph breaks; ours would break at the
+            # mask's random_ and the cache's _version check.
+            if args or kwargs or torch.compiler.is_compiling():
+                return super().forward(x, *args, **kwargs)
             adapters = [a for a in self.active_adapters if a in self.lora_A]
-            if (args or kwargs or self.disable_adapters or self.merged or len(adapters) != 1
-                    or adapters[0] in self.lora_variant or not isinstance(self.base_layer, nn.Linear)):
+            # peft releases without `lora_variant` (before 0.16) cannot tell us about DoRA & co: theirs.
+            variants = getattr(self, "lora_variant", None)
+            # The exact class: FP8 / compressed / bit layers subclass nn.Linear and dequantise in their
+            # own forward, which reading base.weight here would skip.
+            if (self.disable_adapters or self.merged or len(adapters) != 1 or variants is None
+                    or adapters[0] in variants or type(self.base_layer) is not nn.Linear):
                 return super().forward(x, *args, **kwargs)
             name = adapters[0]
             base, lora_a, lora_b = self.base_layer, self.lora_A[name], self.lora_B[name]
@@ -358,7 +366,9 @@ def use_shared_dropout_forward(model: nn.Module) -> int:
             continue
         cache = _MaskCache()
         parent.register_forward_pre_hook(cache.clear)
-        parent.register_forward_hook(cache.clear)
+        # always_call: non-reentrant checkpointing stops its recompute (an exception) inside the last
+        # adapted layer it needs; the cache must still be emptied, or it keeps that input alive.
+        parent.register_forward_hook(cache.clear, always_call=True)
         for child in children:
             child.__class__ = shared_cls
             child._mask_cache = cache

@@ -11,6 +11,7 @@ from embedforge.report.paper import Paper, load_paper
 from embedforge.report.plot import plot_deltas
 from embedforge.report.runs import Collected, RunInput, collect_records, collect_wandb
 from embedforge.report.tables import all_rows, deltas, per_task, summarise, table1, table5
+from embedforge.report.versions import KEY_PACKAGES, MARK, version_differences
 
 
 @dataclass
@@ -50,6 +51,7 @@ def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = 
     paper = paper or load_paper()
     collected = collect(settings, paper)
     rows = collected.rows
+    differences = mark_version_differences(rows)
     task_type = TaskTypes(settings.task_types, settings.data_dirs)
     paper_tasks = None
     if settings.compare_task_set and any(len(r.scores) == paper.n_tasks for r in rows.values()):
@@ -73,6 +75,7 @@ def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = 
     if uncategorised:
         parts += [f"Tasks without a known category (not in mteb, no local task.json; excluded from the category "
                   f"columns, included in averages): {', '.join(uncategorised)}", ""]
+    parts += versions_table(rows, differences)
     notes = [f"- `{k}`: {'; '.join(r.notes)}" for k, r in rows.items() if r.notes]
     if notes:
         parts += ["## Notes", "", *notes, ""]
@@ -81,12 +84,39 @@ def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = 
     parts += ["## Sources", "", *[f"- `{k}`: " + ", ".join(f"`{s}`" for s in r.sources) for k, r in rows.items()], ""]
     markdown = "\n".join(parts)
     (out_dir / "report.md").write_text(markdown, encoding="utf-8")
-    data = {"rows": {k: {"label": r.label, "scores": r.scores, "sources": r.sources, "notes": r.notes}
+    data = {"rows": {k: {"label": r.label, "scores": r.scores, "sources": r.sources, "notes": r.notes,
+                         "versions": r.versions, "version_differences": differences.get(k, [])}
                      for k, r in rows.items()},
             "deltas": [asdict(d) for d in delta_rows], "skipped": collected.skipped}
     (out_dir / "report.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     return {"markdown": out_dir / "report.md", "json": out_dir / "report.json", "png": png,
             "rows": len(rows), "skipped": len(collected.skipped)}
+
+
+def mark_version_differences(rows: dict) -> dict[str, list[str]]:
+    """Mark (label suffix and a note) every row whose key package versions differ from the table's others."""
+    differences = version_differences({k: r.versions for k, r in rows.items()})
+    for key, found in differences.items():
+        rows[key].label = f"{rows[key].label} {MARK}"
+        rows[key].notes.append("key package versions differ from the other rows: " + "; ".join(found))
+    return differences
+
+
+def versions_table(rows: dict, differences: dict[str, list[str]]) -> list[str]:
+    packages = [p for p in KEY_PACKAGES if any(p in r.versions for r in rows.values())]
+    if not packages:
+        return []
+    lines = ["## Package versions", "",
+             f"{MARK}: a row whose key package versions differ from the rest of this report's rows (bold below); "
+             "its deltas may partly be an upstream release." if differences else
+             "Every row ran on the same key package versions.", "",
+             "| row | " + " | ".join(packages) + " |", "|---|" + "---|" * len(packages)]
+    for key, row in rows.items():
+        differing = {d.split(" ", 1)[0] for d in differences.get(key, [])}
+        cells = [(f"**{row.versions[p]}**" if p in differing else row.versions[p]) if p in row.versions else "–"
+                 for p in packages]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 class _Empty:

@@ -21,6 +21,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedforge.report.versions import merge_versions
+
 log = logging.getLogger(__name__)
 
 RECORD_FILE = "run_record.json"
@@ -48,6 +50,7 @@ class OurRow:
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
     order: str = ""  # newest wins among runs with one key
+    versions: dict[str, str] = field(default_factory=dict)  # key package -> version(s) of the records behind it
 
 
 @dataclass
@@ -181,9 +184,11 @@ def collect_records(inputs: list[RunInput], known: set[str], labels: dict[str, s
         key = item.spec.row or row_key(data.get("config"), None, data.get("run_name"), known) or _folder_key(item.path)
         row = OurRow(key, item.spec.label or labels.get(key) or key,
                      run_id=data.get("run_id"), sources=[str(item.path)])
+        merge_versions(row.versions, data)
         for evaluation in sorted(evaluations.get(str(data.get("run_id")), []), key=lambda e: str(e.path)):
             row.scores.update(_scores(evaluation.data.get("results") or {}, evaluation.path))  # newer wins per task
             row.sources.append(str(evaluation.path))
+            merge_versions(row.versions, evaluation.data)
             attached.add(id(evaluation))
         if not row.scores:
             row.notes.append("no evaluation record names this run")
@@ -199,6 +204,8 @@ def collect_records(inputs: list[RunInput], known: set[str], labels: dict[str, s
         else:
             key, scores = item.spec.row or _folder_key(item.path), item.data
         row = OurRow(key, item.spec.label or labels.get(key) or key, dict(scores), sources=[str(item.path)])
+        if item.kind == "evaluate":
+            merge_versions(row.versions, item.data)
         _add(rows, row, str(item.path))
     return Collected(rows=rows, skipped=skipped)
 

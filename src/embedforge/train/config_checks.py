@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from embedforge.losses import build_loss
-from embedforge.model.builder import INIT_MODES
+from embedforge.model.builder import INIT_MODES, lora_settings
 from embedforge.model.pooling import POOLING_MODES
 from embedforge.data.sources.checks import check_data_config
 
@@ -38,8 +38,34 @@ def check_train_config(cfg: DictConfig) -> None:
             _fail("lora.r", f"must be a positive integer, got {r!r}")
         if cfg.lora.get("alpha", 1) <= 0:
             _fail("lora.alpha", f"must be > 0, got {cfg.lora.alpha!r}")
+        try:  # unknown keys (lora.use_dorra) and the peft options' values, before any model loads
+            lora_settings(cfg.lora)
+        except ValueError as exc:
+            raise TrainConfigError(str(exc)) from None
     check_data_config(cfg.data)  # data/sources/checks.py; the data itself is read and checked by setup()
+    devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
+    if isinstance(devices, int) and isinstance(nodes, int):  # "auto" devices: checked once the trainer knows
+        check_global_batch(cfg, num_nodes=nodes, devices=devices)
     if float(cfg.optim.lr) <= 0:
         _fail("optim.lr", f"must be > 0, got {cfg.optim.lr!r}")
     if int(cfg.optim.warmup_steps) < 0:
         _fail("optim.warmup_steps", f"must be >= 0, got {cfg.optim.warmup_steps!r}")
+
+
+def global_batch(cfg: DictConfig, *, num_nodes: int, devices: int) -> int:
+    """Contrastive examples per optimiser step: nodes x devices x per-device batch x gradient accumulation."""
+    return num_nodes * devices * int(cfg.data.batch_size) * int(cfg.trainer.get("accumulate_grad_batches") or 1)
+
+
+def check_global_batch(cfg: DictConfig, *, num_nodes: int, devices: int) -> None:
+    """data.global_batch_size (null = not checked): the batch a recipe declares must be the one that runs,
+    not whatever trainer.devices and data.batch_size multiply to on this cluster."""
+    declared = cfg.data.get("global_batch_size")
+    if declared is None:
+        return
+    actual = global_batch(cfg, num_nodes=num_nodes, devices=devices)
+    if actual != int(declared):
+        accumulate = int(cfg.trainer.get("accumulate_grad_batches") or 1)
+        _fail("data.global_batch_size", f"declares {declared}, but trainer.num_nodes ({num_nodes}) x trainer.devices "
+              f"({devices}) x data.batch_size ({cfg.data.batch_size}) x trainer.accumulate_grad_batches ({accumulate}) "
+              f"= {actual}; change those, or data.global_batch_size=null to skip the check")

@@ -59,11 +59,10 @@ class EmbeddingModule(pl.LightningModule):
     def encoder_settings(self):
         settings = settings_from_config(self.cfg.model, self.cfg.lora, self.cfg.pooling, for_training=True)
         settings.trained_with = self.trained_with
-        if self.grad_cache is not None and settings.gradient_checkpointing and not self.cfg.model.get(
-                "checkpointing_with_grad_cache", False):
-            # GradCache already recomputes the forward pass chunk by chunk; checkpointing would do it twice.
+        effective = effective_checkpointing(self.cfg)
+        if settings.gradient_checkpointing and not effective:
             log.info("loss.grad_cache is on: activation checkpointing off (model.checkpointing_with_grad_cache=true keeps it)")
-            settings.gradient_checkpointing = False
+        settings.gradient_checkpointing = effective
         return settings
 
     def configure_model(self) -> None:
@@ -128,11 +127,15 @@ class EmbeddingModule(pl.LightningModule):
                   {"input_ids": batch["doc_input_ids"], "attention_mask": batch["doc_attention_mask"]}]
         loss, acc = self.grad_cache.step(lambda c: self.embed(c["input_ids"], c["attention_mask"]), groups, loss_from,
                                          backward=self.manual_backward, no_sync=self._no_sync, device=self.device)
-        if self.gradient_clip_val:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
-        optimizer.step()
+        optimizer.step()  # clipping: on_before_optimizer_step
         self.lr_schedulers().step()
         return loss, acc
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # GradCache's clipping (manual optimisation) runs here: after fp16's loss scaler has unscaled the
+        # gradients (clipping scaled ones would shrink every update by the scale).
+        if not self.automatic_optimization and self.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
 
     def _no_sync(self):
         model = self.trainer.model if self._trainer is not None else None
@@ -256,3 +259,12 @@ def restore_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def effective_checkpointing(cfg: DictConfig) -> bool:
+    """Whether activation checkpointing really runs: model.gradient_checkpointing, except under GradCache,
+    which already recomputes the forward chunk by chunk (checkpointing would do it twice) unless
+    model.checkpointing_with_grad_cache=true."""
+    requested = bool(cfg.model.get("gradient_checkpointing", False))
+    grad_cache = (cfg.loss.get("grad_cache") or {}).get("chunk_size") is not None
+    return requested and (not grad_cache or bool(cfg.model.get("checkpointing_with_grad_cache", False)))

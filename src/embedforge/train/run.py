@@ -11,15 +11,16 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from embedforge.model.builder import load_tokenizer, settings_from_config
 from embedforge.model.encoder import ENCODER_FILE
 from embedforge.run_record import RECORD_FILE, build_run_record, environment, write_run_record
-from embedforge.train.config_checks import TrainConfigError, check_train_config
+from embedforge.train.config_checks import TrainConfigError, check_global_batch, check_train_config, global_batch
 from embedforge.train.datamodule import EmbeddingDataModule
 from embedforge.train.loggers import build_logger, redact
-from embedforge.train.module import EmbeddingModule
+from embedforge.train.module import EmbeddingModule, effective_checkpointing
+from embedforge.train.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,13 @@ def _spawns_workers(trainer: pl.Trainer) -> bool:
 
 def train(cfg: DictConfig) -> dict:
     check_train_config(cfg)
+    # What really runs, so the resolved config, checkpoints and run record say it (not what was asked).
+    cfg.trainer.precision = resolve_precision(cfg.trainer)
+    checkpointing = effective_checkpointing(cfg)
+    if bool(cfg.model.get("gradient_checkpointing", False)) != checkpointing:
+        log.info("loss.grad_cache is on: activation checkpointing off (model.checkpointing_with_grad_cache=true keeps it)")
+    with open_dict(cfg):
+        cfg.model.gradient_checkpointing = checkpointing
     ckpt_path = resolve_ckpt_path(cfg)
     init_from = resolve_init_from(cfg)
     if init_from:
@@ -148,6 +156,7 @@ def train(cfg: DictConfig) -> dict:
         module.gradient_clip_val = cfg.trainer.get("gradient_clip_val")
         extra["gradient_clip_val"] = None
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks, **extra)
+    check_global_batch(cfg, num_nodes=trainer.num_nodes, devices=trainer.num_devices)  # devices=auto resolved now
     if _spawns_workers(trainer):
         module.configure_model()  # spawned workers get a copy; the main process must hold the weights too
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
@@ -176,6 +185,11 @@ def train(cfg: DictConfig) -> dict:
         throughput=_throughput(trainer),
         encoder=module.encoder.describe() if module.encoder is not None else None,
         wall_time_s=round(wall, 1),
+        distributed={"world_size": trainer.world_size, "num_nodes": trainer.num_nodes,
+                     "devices_per_node": trainer.num_devices,
+                     "global_batch_size": global_batch(cfg, num_nodes=trainer.num_nodes, devices=trainer.num_devices)},
+        precision=str(trainer.precision),
+        activation_checkpointing=bool(cfg.model.gradient_checkpointing),
         config=resolved,
         mteb_eval=_in_training_mteb(callbacks),
     )
