@@ -429,7 +429,7 @@ class FakeServer:
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, self.port)
             await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # resolves port=0
+            self.port = self._runner.addresses[0][1]  # resolves port=0 (public API; no private site attribute)
             ready.set()
 
         def loop_main() -> None:

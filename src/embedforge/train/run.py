@@ -119,8 +119,10 @@ def _run_id(cfg: DictConfig) -> str:
 
 
 def _spawns_workers(trainer: pl.Trainer) -> bool:
-    launcher = getattr(trainer.strategy, "launcher", None)
-    return type(launcher).__name__ == "_MultiProcessingLauncher"
+    # An isinstance check, so a rename upstream fails at import instead of silently returning False.
+    from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
 
 
 def train(cfg: DictConfig) -> dict:
