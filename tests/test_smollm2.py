@@ -35,10 +35,10 @@ def test_unknown_embedded_name_lists_the_known_ones():
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from embedforge.model.encoder import Encoder
+    from embedforge.model.builder import encoder_from_pretrained
 
     torch.manual_seed(0)
-    return Encoder.from_pretrained("embedded:smollm2-135m", pooling="last_token", max_length=48, dtype="float32").eval()
+    return encoder_from_pretrained("embedded:smollm2-135m", pooling="last_token", max_length=48, dtype="float32").eval()
 
 
 @pytest.mark.slow

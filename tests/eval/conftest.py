@@ -20,9 +20,9 @@ def tasks_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def minilm():
-    from embedforge.model.encoder import Encoder
+    from embedforge.model.builder import encoder_from_pretrained
 
-    return Encoder.from_pretrained("embedded:all-MiniLM-L6-v2", pooling="mean", max_length=256)
+    return encoder_from_pretrained("embedded:all-MiniLM-L6-v2", pooling="mean", max_length=256)
 
 
 @pytest.fixture(scope="session")

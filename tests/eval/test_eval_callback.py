@@ -31,9 +31,9 @@ class _Module(pl.LightningModule):
 
 
 def test_callback_runs_every_n_steps_and_at_end(tasks_root, tmp_path):
-    from embedforge.model.encoder import Encoder
+    from embedforge.model.builder import encoder_from_pretrained
 
-    encoder = Encoder.from_pretrained("tiny:mistral", dtype="float32")
+    encoder = encoder_from_pretrained("tiny:mistral", dtype="float32")
     callback = MTEBEvalCallback(tasks=["MySTS", "MyRetrieval"], every_n_steps=2, data_dir=str(tasks_root))
     logger = pl.loggers.CSVLogger(tmp_path)
     trainer = pl.Trainer(max_steps=5, callbacks=[callback], logger=logger, accelerator="cpu", enable_checkpointing=False,

@@ -90,13 +90,13 @@ def test_summary_with_active_wandb_run(tasks_root, tmp_path):
 def test_checkpoint_folder_kinds(tmp_path):
     """An encoder folder keeps its own settings; a plain HF folder takes pooling/LoRA from the config."""
     from embedforge.eval.inputs import encoder_for_evaluation
-    from embedforge.model.encoder import Encoder
+    from embedforge.model.builder import encoder_from_pretrained
     from embedforge.model.tiny_mistral import build_tiny_mistral
 
     plain = build_tiny_mistral()
     encoder = encoder_for_evaluation(_cfg([f"checkpoint={plain}", "pooling=weighted_mean", "lora=r8"]))
     assert encoder.pooling.mode == "weighted_mean" and encoder.lora is not None and encoder.lora.r == 8
 
-    saved = Encoder.from_pretrained(str(plain), pooling="last_token").save(tmp_path / "enc")
+    saved = encoder_from_pretrained(str(plain), pooling="last_token").save(tmp_path / "enc")
     reloaded = encoder_for_evaluation(_cfg([f"checkpoint={saved}", "pooling=mean"]))
     assert reloaded.pooling.mode == "last_token" and reloaded.lora is None

@@ -13,6 +13,7 @@ from embedforge.eval.inputs import encoder_for_evaluation
 from embedforge.eval.job import run
 from embedforge.data.collate import ContrastiveCollator
 from embedforge.data.schema import Example
+from embedforge.model.builder import encoder_from_pretrained
 from embedforge.model.encoder import Encoder
 from embedforge.paths import CONF_DIR
 
@@ -37,7 +38,7 @@ def spy(monkeypatch):
 
 
 def _saved(tmp_path, tiny_mistral_path, **trained_with):
-    encoder = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token", dtype="float32")
+    encoder = encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token", dtype="float32")
     encoder.trained_with = {"run_id": "stage/run", **trained_with}
     return encoder.save(tmp_path / "enc")
 
@@ -82,7 +83,7 @@ def test_task_type_prefixes_are_the_same_in_training_and_evaluation(tmp_path, ti
 
 
 def test_truncate_dim_keeps_the_first_dimensions_normalised(tmp_path, tiny_mistral_path, tasks_root):
-    encoder = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token", dtype="float32")
+    encoder = encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token", dtype="float32")
     texts = ["one text", "another, longer text here"]
     full = encoder.encode(texts, normalize=False)
     cut = encoder.encode(texts, dim=8)
@@ -113,7 +114,7 @@ def test_device_key(tmp_path, tiny_mistral_path):
 def test_encoder_max_length_replaces_the_training_length(tmp_path, tiny_mistral_path, tasks_root, spy):
     """A folder trained on short inputs keeps max_length 16; encoder_max_length evaluates it at another
     length (eval.max_length still caps it), with results in a folder of their own."""
-    encoder = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token", dtype="float32", max_length=16)
+    encoder = encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token", dtype="float32", max_length=16)
     folder = encoder.save(tmp_path / "enc")
     assert encoder_for_evaluation(_cfg([f"checkpoint={folder}"])).max_length == 16
     assert encoder_for_evaluation(_cfg([f"checkpoint={folder}", "encoder_max_length=128"])).max_length == 128

@@ -14,10 +14,10 @@ from embedforge.eval.runner import run_tasks
 
 @pytest.fixture(scope="module")
 def lora_encoder():
-    from embedforge.model.encoder import Encoder
+    from embedforge.model.builder import encoder_from_pretrained
     from embedforge.model.lora import LoraSettings
 
-    encoder = Encoder.from_pretrained("tiny:mistral", lora=LoraSettings(r=8), dtype="float32")
+    encoder = encoder_from_pretrained("tiny:mistral", lora=LoraSettings(r=8), dtype="float32")
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, param in encoder.backbone.named_parameters():

@@ -6,13 +6,13 @@ from importlib import metadata
 from hydra import compose, initialize_config_dir
 
 from embedforge.eval.job import run
-from embedforge.model.encoder import Encoder
+from embedforge.model.builder import encoder_from_pretrained
 from embedforge.paths import CONF_DIR
 from embedforge.run_record import read_run_record
 
 
 def test_evaluation_writes_a_run_record(tmp_path, tiny_mistral_path, tasks_root):
-    folder = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token").save(tmp_path / "enc")
+    folder = encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token").save(tmp_path / "enc")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("evaluate", overrides=[f"checkpoint={folder}", f"eval.data_dir={tasks_root}", "eval.tasks=[MySTS]",
                                              f"output_dir={tmp_path}/results", f"record_dir={tmp_path}/record"])

@@ -8,12 +8,12 @@ from hydra import compose, initialize_config_dir
 
 from embedforge.eval.job import run
 from embedforge.eval.parallel import resolve_workers, split_round_robin
-from embedforge.model.encoder import Encoder
+from embedforge.model.builder import encoder_from_pretrained
 from embedforge.paths import CONF_DIR
 
 
 def test_two_workers_give_the_single_process_scores(tmp_path, tiny_mistral_path, tasks_root):
-    folder = Encoder.from_pretrained(str(tiny_mistral_path), pooling="last_token").save(tmp_path / "enc")
+    folder = encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token").save(tmp_path / "enc")
     base = [f"checkpoint={folder}", f"eval.data_dir={tasks_root}", "eval.tasks=[MySTS,MyPairs,MyClassification]",
             "device=cpu"]
     summaries = []

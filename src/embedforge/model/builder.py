@@ -125,6 +125,17 @@ def build_encoder(settings: EncoderSettings) -> Encoder:
                    trained_with=dict(settings.trained_with))
 
 
+def encoder_from_pretrained(pretrained: str, *, pooling: str = "last_token", normalize: bool = True,
+                            max_length: int = 512, lora: LoraSettings | None = None, dtype="auto",
+                            attn_implementation: str | None = "sdpa", gradient_checkpointing: bool = False) -> Encoder:
+    """A base model by name (hub id, folder, `embedded:`/`tiny:` name), or an encoder folder."""
+    if (Path(pretrained) / ENCODER_FILE).is_file():
+        return load_encoder(pretrained, dtype=dtype)
+    return build_encoder(EncoderSettings(
+        pretrained=pretrained, pooling=pooling, normalize=normalize, max_length=max_length, lora=lora,
+        dtype=dtype, attn_implementation=attn_implementation, gradient_checkpointing=gradient_checkpointing))
+
+
 def load_tokenizer(settings: EncoderSettings):
     """The tokenizer alone (cheap), so data can be checked and batched before the model is built."""
     from transformers import AutoTokenizer

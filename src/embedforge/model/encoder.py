@@ -43,26 +43,6 @@ class Encoder(nn.Module):
         self.trained_with = dict(trained_with or {})
         ensure_pad_token(tokenizer)
 
-    # ----------------------------------------------------------------- construction (see model/builder.py)
-    @classmethod
-    def from_pretrained(cls, pretrained: str, *, pooling: str = "last_token", normalize: bool = True,
-                        max_length: int = 512, lora: LoraSettings | None = None, dtype="auto",
-                        attn_implementation: str | None = "sdpa", gradient_checkpointing: bool = False) -> "Encoder":
-        """A base model by name (hub id, folder, `embedded:`/`tiny:` name), or an encoder folder."""
-        from embedforge.model.builder import EncoderSettings, build_encoder, load_encoder
-
-        if (Path(pretrained) / ENCODER_FILE).is_file():
-            return load_encoder(pretrained, dtype=dtype)
-        return build_encoder(EncoderSettings(
-            pretrained=pretrained, pooling=pooling, normalize=normalize, max_length=max_length, lora=lora,
-            dtype=dtype, attn_implementation=attn_implementation, gradient_checkpointing=gradient_checkpointing))
-
-    @classmethod
-    def load(cls, folder: str | Path, dtype="auto") -> "Encoder":
-        from embedforge.model.builder import load_encoder
-
-        return load_encoder(folder, dtype=dtype)
-
     # ----------------------------------------------------------------- forward
     @property
     def embedding_dim(self) -> int:
