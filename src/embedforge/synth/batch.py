@@ -31,7 +31,7 @@ from embedforge.synth.client import FATAL_STATUS, FatalAPIError, cannot_connect,
 from embedforge.synth.store import JsonlAppender, iter_store_records, repair_torn_tail
 
 if TYPE_CHECKING:
-    from embedforge.synth.pipeline import Pipeline, Request
+    from embedforge.synth.requests import BatchHost, Request
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Chunk:
 
 
 class BatchRunner:
-    def __init__(self, pipeline: "Pipeline"):
+    def __init__(self, pipeline: "BatchHost"):
         self.p = pipeline
         self.s = pipeline.s
         self.dir = self.s.out_dir / "batches"

@@ -33,6 +33,7 @@ from embedforge.synth.parsing import (
 )
 from embedforge.synth.prompts import Messages, brainstorm_messages, check_templates, item_messages
 from embedforge.synth.report import Progress, RunStats, estimate_tokens, report_bytes
+from embedforge.synth.requests import Request
 from embedforge.synth.sampling import BrainstormPlan, ItemPlan, Planner, derive_seed
 from embedforge.synth.settings import (
     ClientSettings, GenerateSettings, SynthConfigError, brainstorm_types, check_out_dir_writable, planned_unique_tasks,
@@ -52,15 +53,6 @@ PARTIAL_FILES = ("examples.partial.jsonl", "rejects.partial.jsonl", "report.part
 
 class BrainstormFailed(RuntimeError):
     """Step 1 could not complete; the task pools would differ on resume, so the run stops."""
-
-
-@dataclass(frozen=True)
-class Request:
-    kind: str  # brainstorm | <task type>
-    payload: dict[str, Any]
-    key: str
-    generator: int
-    est_tokens: int
 
 
 class _Rejected(Exception):
