@@ -63,9 +63,9 @@ def check_global_batch(cfg: DictConfig, *, num_nodes: int, devices: int) -> None
     declared = cfg.data.get("global_batch_size")
     if declared is None:
         return
+    accumulate = int(cfg.trainer.get("accumulate_grad_batches") or 1)
     actual = global_batch(cfg, num_nodes=num_nodes, devices=devices)
     if actual != int(declared):
-        accumulate = int(cfg.trainer.get("accumulate_grad_batches") or 1)
         _fail("data.global_batch_size", f"declares {declared}, but trainer.num_nodes ({num_nodes}) x trainer.devices "
               f"({devices}) x data.batch_size ({cfg.data.batch_size}) x trainer.accumulate_grad_batches ({accumulate}) "
               f"= {actual}; change those, or data.global_batch_size=null to skip the check")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 
 import numpy as np
@@ -21,7 +20,6 @@ from embedforge.model.builder import (build_encoder, check_trainable_keys, setti
 from embedforge.model.encoder import Encoder
 from embedforge.train.metrics import retrieval_metrics
 
-log = logging.getLogger(__name__)
 FSDP_PREFIX = "_fsdp_wrapped_module."  # inserted into parameter names by FSDP, absent from its full state dict
 
 
@@ -59,10 +57,7 @@ class EmbeddingModule(pl.LightningModule):
     def encoder_settings(self):
         settings = settings_from_config(self.cfg.model, self.cfg.lora, self.cfg.pooling, for_training=True)
         settings.trained_with = self.trained_with
-        effective = effective_checkpointing(self.cfg)
-        if settings.gradient_checkpointing and not effective:
-            log.info("loss.grad_cache is on: activation checkpointing off (model.checkpointing_with_grad_cache=true keeps it)")
-        settings.gradient_checkpointing = effective
+        settings.gradient_checkpointing = effective_checkpointing(self.cfg)  # train() logs the GradCache switch-off
         return settings
 
     def configure_model(self) -> None:

@@ -47,4 +47,3 @@ def resolve_precision(trainer_cfg) -> str:
     if warning:
         log.warning(warning)
     return precision
-
