@@ -22,7 +22,7 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from embedforge.data.schema import validate_record
 from embedforge.synth import schemas
@@ -191,6 +191,15 @@ class Pipeline:
         finally:
             self._quiet = False
 
+    async def _batch_rounds(self, parts: Callable[[], Iterable[tuple]], phase: str) -> None:
+        """Batch mode: one round of batches per attempt, each submitting every call's next unsent attempt
+        (`parts()`: each call's (make, parse), walked afresh per round)."""
+        for _ in range(self.s.attempts_per_run):
+            todo = [r for r in (self._next_unsent(*p) for p in parts()) if r is not None]
+            if not todo:
+                return
+            await self.batch.ensure(todo, phase=phase)
+
     def _parser(self, parse: Callable[[str], Any]) -> Callable[[CachedResponse], Any]:
         def run(resp: CachedResponse) -> Any:
             try:
@@ -257,12 +266,7 @@ class Pipeline:
         types = brainstorm_types(self.s)
         plans = self.brainstorm_plans()
         if self.s.client.mode == "batch":
-            for _ in range(self.s.attempts_per_run):  # one round of batches per attempt
-                todo = [self._next_unsent(*self._brainstorm_parts(p)) for p in plans]
-                todo = [r for r in todo if r is not None]
-                if not todo:
-                    break
-                await self.batch.ensure(todo, phase="brainstorm")
+            await self._batch_rounds(lambda: (self._brainstorm_parts(p) for p in plans), "brainstorm")
         results = await _gather_or_cancel([self._brainstorm_one(p, types.index(p.task_type)) for p in plans])
         pools: dict[str, list[str]] = {}
         for t in types:
@@ -342,12 +346,8 @@ class Pipeline:
 
     async def _generate(self, pools: dict[str, list[str]]) -> None:
         if self.s.client.mode == "batch":
-            for _ in range(self.s.attempts_per_run):  # one round of batches per attempt
-                todo = (self._next_unsent(*self._item_parts(self.planner.item(i, pools))) for i in range(self.s.num_examples))
-                todo = [r for r in todo if r is not None]
-                if not todo:
-                    break
-                await self.batch.ensure(todo, phase="generate")
+            await self._batch_rounds(
+                lambda: (self._item_parts(self.planner.item(i, pools)) for i in range(self.s.num_examples)), "generate")
         indices = iter(range(self.s.num_examples))
         with Progress(self.s.num_examples, self.stats, enabled=self.s.progress) as bar:
 
