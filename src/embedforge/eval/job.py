@@ -53,11 +53,13 @@ def run(cfg: DictConfig) -> Path:
     tasks = resolve_tasks(list(cfg.eval.tasks) if cfg.eval.get("tasks") else None, benchmark=cfg.eval.get("benchmark"),
                           data_dir=hydra.utils.to_absolute_path(data_dir) if data_dir else None)
     out = run_tasks(encoder, tasks, policy=policy, out_dir=hydra.utils.to_absolute_path(cfg.output_dir),
-                    batch_size=int(cfg.eval.batch_size), max_length=int(cfg.eval.max_length), truncate_dim=truncate_dim)
+                    batch_size=int(cfg.eval.batch_size), max_length=int(cfg.eval.max_length), truncate_dim=truncate_dim,
+                    save_item_scores=bool(cfg.eval.get("save_item_scores", False)))
     summary = write_summary(out.out_dir, out.results, out.tasks, extra={"seconds": round(out.seconds, 1)})
     print((out.out_dir / "summary.md").read_text(encoding="utf-8"))
     log.info("evaluated %d tasks in %.0f s", len(tasks), out.seconds)
-    record_evaluation(cfg, encoder.describe(), encoder.trained_with, vars(policy), summary, out.seconds)
+    record_evaluation(cfg, encoder.describe(), encoder.trained_with, vars(policy), summary, out.seconds,
+                      out.item_scores)
     return summary
 
 
@@ -80,13 +82,15 @@ def run_in_workers(cfg: DictConfig, workers: int) -> Path:
                                                                           "workers": workers})
     print((out["out_dir"] / "summary.md").read_text(encoding="utf-8"))
     log.info("evaluated %d tasks on %d workers in %.0f s", len(tasks), workers, out["seconds"])
-    record_evaluation(cfg, out["encoder"], out["trained_with"], out["policy"], summary, out["seconds"])
+    record_evaluation(cfg, out["encoder"], out["trained_with"], out["policy"], summary, out["seconds"],
+                      out["item_scores"])
     return summary
 
 
 def record_evaluation(cfg: DictConfig, described: dict, trained_with: dict, policy: dict, summary: Path,
-                      seconds: float) -> Path | None:
-    """The evaluation's run record, in the run's own folder (`record_dir`, by default Hydra's run folder)."""
+                      seconds: float, item_scores: dict | None = None) -> Path | None:
+    """The evaluation's run record, in the run's own folder (`record_dir`, by default Hydra's run folder).
+    `item_scores` (eval.save_item_scores): per task, what report/bootstrap.py resamples."""
     import json
 
     from embedforge.run_record import build_run_record, write_run_record
@@ -102,6 +106,6 @@ def record_evaluation(cfg: DictConfig, described: dict, trained_with: dict, poli
     record = build_run_record(
         "evaluate", run_id=f"evaluate/{Path(folder).name}", evaluated=trained_with.get("run_id"),
         encoder=described, instructions=policy, results=json.loads(summary.read_text()),
-        results_dir=str(summary.parent), wall_time_s=round(seconds, 1),
+        results_dir=str(summary.parent), wall_time_s=round(seconds, 1), item_scores=item_scores or None,
         config=redact(OmegaConf.to_container(cfg, resolve=True)))
     return write_run_record(folder, record)

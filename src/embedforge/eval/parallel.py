@@ -48,14 +48,15 @@ def _worker(rank: int, cfg_container: dict, groups: list[list[str]], data_dir: s
     policy = instruction_policy(cfg, encoder.trained_with)
     tasks = resolve_tasks(groups[rank], data_dir=data_dir)
     out = run_tasks(encoder, tasks, policy=policy, out_dir=cfg.output_dir, batch_size=int(cfg.eval.batch_size),
-                    max_length=int(cfg.eval.max_length), truncate_dim=cfg.eval.get("truncate_dim"))
+                    max_length=int(cfg.eval.max_length), truncate_dim=cfg.eval.get("truncate_dim"),
+                    save_item_scores=bool(cfg.eval.get("save_item_scores", False)))
     Path(f"{report}.{rank}").write_text(json.dumps({
         "out_dir": str(out.out_dir), "seconds": out.seconds, "tasks": groups[rank], "encoder": encoder.describe(),
-        "trained_with": encoder.trained_with, "policy": vars(policy)}, default=str))
+        "trained_with": encoder.trained_with, "policy": vars(policy), "item_scores": out.item_scores}, default=str))
 
 
 def evaluate_in_workers(cfg: DictConfig, tasks: list, workers: int, data_dir: str | None) -> dict:
-    """Run `tasks` over `workers` processes; returns {out_dir, results, seconds, encoder, trained_with, policy}."""
+    """Run `tasks` over `workers` processes; returns {out_dir, results, seconds, item_scores, encoder, trained_with, policy}."""
     import mteb
     import torch.multiprocessing as mp
 
@@ -71,5 +72,6 @@ def evaluate_in_workers(cfg: DictConfig, tasks: list, workers: int, data_dir: st
         raise RuntimeError(f"eval workers wrote to different result folders {sorted(folders)}: the encoder differed")
     out_dir = Path(folders.pop())
     results = [mteb.TaskResult.from_disk(out_dir / f"{name}.json") for name in names]
-    return {"out_dir": out_dir, "results": results, "seconds": max(o["seconds"] for o in outputs),
+    items = {task: found for o in outputs for task, found in o["item_scores"].items()}
+    return {"out_dir": out_dir, "results": results, "seconds": max(o["seconds"] for o in outputs), "item_scores": items,
             "encoder": outputs[0]["encoder"], "trained_with": outputs[0]["trained_with"], "policy": outputs[0]["policy"]}

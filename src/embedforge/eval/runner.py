@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedforge.eval.instructions import InstructionPolicy
@@ -111,16 +111,23 @@ class RunOutput:
     results: list
     tasks: list
     seconds: float
+    item_scores: dict = field(default_factory=dict)  # task -> eval/item_scores.py items (save_item_scores)
 
 
 def run_tasks(encoder, tasks: list, *, policy: InstructionPolicy, out_dir: str | Path | None = None,
               batch_size: int = 32, max_length: int = 512, model: EmbedforgeMTEBModel | None = None,
-              truncate_dim: int | None = None) -> RunOutput:
+              truncate_dim: int | None = None, save_item_scores: bool = False) -> RunOutput:
     """Evaluate `encoder` on `tasks` with mteb's evaluators; write one mteb results JSON per task.
 
     Output: `<out_dir>/<model>/<weights fingerprint>-<settings key>/<Task>.json` (mteb's format).
+    `save_item_scores`: also keep each task's per-item scores (eval/item_scores.py), from mteb's
+    predictions (written under `<that folder>/predictions/`, or a temporary folder without out_dir).
     """
+    import tempfile
+
     import mteb
+
+    from embedforge.eval.item_scores import item_scores
 
     _check_downloadable(tasks)
     if model is None:
@@ -135,14 +142,26 @@ def run_tasks(encoder, tasks: list, *, policy: InstructionPolicy, out_dir: str |
                 "truncate_dim": model.truncate_dim,
                 "batch_size": batch_size, "mteb_version": mteb.__version__}
         (folder / "model_meta.json").write_text(json.dumps(meta, indent=2, default=str))
-    start, results = time.perf_counter(), []
-    for task in tasks:
-        t0 = time.perf_counter()
-        out = mteb.evaluate(model, task, cache=None, overwrite_strategy="always", co2_tracker=False,
-                            encode_kwargs={"batch_size": batch_size}, show_progress_bar=False, raise_error=True)
-        result = out.task_results[0]
-        results.append(result)
-        log.info("%s: %.2f (%.0f s)", task.metadata.name, main_score(result), time.perf_counter() - t0)
-        if folder is not None:
-            result.to_disk(folder / f"{task.metadata.name}.json")
-    return RunOutput(out_dir=folder, results=results, tasks=tasks, seconds=time.perf_counter() - start)
+    start, results, items = time.perf_counter(), [], {}
+    with tempfile.TemporaryDirectory(prefix="embedforge-predictions-") as tmp:
+        predictions = None
+        if save_item_scores:
+            predictions = folder / "predictions" if folder is not None else Path(tmp)
+            predictions.mkdir(parents=True, exist_ok=True)
+        for task in tasks:
+            t0 = time.perf_counter()
+            out = mteb.evaluate(model, task, cache=None, overwrite_strategy="always", co2_tracker=False,
+                                encode_kwargs={"batch_size": batch_size}, show_progress_bar=False, raise_error=True,
+                                prediction_folder=predictions)
+            result = out.task_results[0]
+            results.append(result)
+            log.info("%s: %.2f (%.0f s)", task.metadata.name, main_score(result), time.perf_counter() - t0)
+            if folder is not None:
+                result.to_disk(folder / f"{task.metadata.name}.json")
+            if predictions is not None:
+                # mteb documents this file name for prediction_folder
+                found = item_scores(task, predictions / f"{task.metadata.name}_predictions.json")
+                if found is not None:
+                    items[task.metadata.name] = found
+    return RunOutput(out_dir=folder, results=results, tasks=tasks, seconds=time.perf_counter() - start,
+                     item_scores=items)
