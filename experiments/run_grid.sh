@@ -15,12 +15,14 @@
 # task folders; our copy is ../shared/data/eval), EMBEDFORGE_BIN (the folder holding embedforge-train and
 # embedforge-evaluate; empty = found on PATH), PYTHON (reads the records; default python3), RUNS (where
 # runs write, default runs), RECORDS (default experiments/<grid>/records), DRY_RUN=1 (print the
-# commands, run nothing).
+# commands, run nothing), SEEDS (e.g. "1 2 3": each trained row once per seed, `seed=<s>`, records under
+# <row>/seed<s>/, runs under $RUNS/seed<s>/; embedforge-report pools a row's seeds; empty = one run with the
+# config's seed, records under <row>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grid=$1; shift
 : "${TASKS:=}" "${EVAL_LENGTH:=}" "${EVAL_ARGS:=}" "${BASE_ARGS:=}" "${TRAIN_ONLY:=}" "${TRAIN_ARGS:=}"
-: "${EMBEDFORGE_BIN:=}" "${PYTHON:=python3}" "${RUNS:=runs}" "${RECORDS:=experiments/$grid/records}" "${DRY_RUN:=}"
+: "${SEEDS:=}" "${EMBEDFORGE_BIN:=}" "${PYTHON:=python3}" "${RUNS:=runs}" "${RECORDS:=experiments/$grid/records}" "${DRY_RUN:=}"
 bin=${EMBEDFORGE_BIN:+${EMBEDFORGE_BIN%/}/}
 eval_args=()
 [[ -n $TASKS ]] && eval_args+=("eval.tasks=$TASKS")
@@ -33,9 +35,9 @@ run() {  # a command, or under DRY_RUN=1 its shell-quoted line
   if [[ -n $DRY_RUN ]]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
 
-evaluate() {  # row, then embedforge-evaluate arguments
-  local row=$1; shift
-  local out=$records/$row/evaluate
+evaluate() {  # row, its record folder, then embedforge-evaluate arguments
+  local row=$1 rec=$2; shift 2
+  local out=$rec/evaluate
   [[ -f $out/run_record.json ]] && { echo "[$grid/$row] evaluation recorded: skipped"; return; }
   local tmp=$RUNS/evaluate_${grid}_${row}.DRYRUN
   if [[ -z $DRY_RUN ]]; then
@@ -53,34 +55,45 @@ newest() {  # the newest path matching a glob pattern, or nothing
   ls -td $1 2>/dev/null | head -1 || true
 }
 
+train_and_evaluate() {  # row, its record folder, the runs folder, then more embedforge-train arguments
+  local row=$1 rec=$2 runs=$3; shift 3
+  if [[ ! -f $rec/train/run_record.json ]]; then
+    local row_args_name=TRAIN_ARGS_${row//[^A-Za-z0-9_]/_}
+    # shellcheck disable=SC2206
+    local train_args=($TRAIN_ARGS ${!row_args_name:-} "$@")
+    local finished
+    finished=$(newest "$runs/${grid}_${row}/*/run_record.json")
+    if [[ -z $finished ]]; then  # not trained, or stopped part-way: resume from its last checkpoint
+      [[ -n $(newest "$runs/${grid}_${row}/*/checkpoints/last.ckpt") ]] && train_args+=(ckpt_path=last)
+      run "${bin}embedforge-train" "experiment=$grid/$row" "paths.output_root=$runs" "${train_args[@]}"
+      finished=$(newest "$runs/${grid}_${row}/*/run_record.json")
+    fi
+    run mkdir -p "$rec/train"
+    run cp "${finished:-$runs/${grid}_${row}/<run>/run_record.json}" "$rec/train/"
+  fi
+  if [[ " $TRAIN_ONLY " != *" $row "* ]]; then  # the encoder the recorded training run wrote
+    local encoder
+    if [[ -n $DRY_RUN && ! -f $rec/train/run_record.json ]]; then
+      encoder="<encoder_dir of $row's train record>"
+    else
+      encoder=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["encoder_dir"])' \
+        "$rec/train/run_record.json")
+    fi
+    evaluate "$row" "$rec" "checkpoint=$encoder"
+  fi
+}
+
 for row in "$@"; do
   start=$(date +%s)
-  if [[ $row == base* ]]; then
+  if [[ $row == base* ]]; then  # the untrained model: no seed to vary
     # shellcheck disable=SC2086
-    evaluate "$row" $BASE_ARGS
-  else
-    if [[ ! -f $records/$row/train/run_record.json ]]; then
-      row_args_name=TRAIN_ARGS_${row//[^A-Za-z0-9_]/_}
-      # shellcheck disable=SC2206
-      train_args=($TRAIN_ARGS ${!row_args_name:-})
-      finished=$(newest "$RUNS/${grid}_${row}/*/run_record.json")
-      if [[ -z $finished ]]; then  # not trained, or stopped part-way: resume from its last checkpoint
-        [[ -n $(newest "$RUNS/${grid}_${row}/*/checkpoints/last.ckpt") ]] && train_args+=(ckpt_path=last)
-        run "${bin}embedforge-train" "experiment=$grid/$row" "paths.output_root=$RUNS" "${train_args[@]}"
-        finished=$(newest "$RUNS/${grid}_${row}/*/run_record.json")
-      fi
-      run mkdir -p "$records/$row/train"
-      run cp "${finished:-$RUNS/${grid}_${row}/<run>/run_record.json}" "$records/$row/train/"
-    fi
-    if [[ " $TRAIN_ONLY " != *" $row "* ]]; then  # the encoder the recorded training run wrote
-      if [[ -n $DRY_RUN && ! -f $records/$row/train/run_record.json ]]; then
-        encoder="<encoder_dir of $row's train record>"
-      else
-        encoder=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["encoder_dir"])' \
-          "$records/$row/train/run_record.json")
-      fi
-      evaluate "$row" "checkpoint=$encoder"
-    fi
+    evaluate "$row" "$records/$row" $BASE_ARGS
+  elif [[ -z $SEEDS ]]; then
+    train_and_evaluate "$row" "$records/$row" "$RUNS"
+  else  # one run per seed: its own runs folder (a two-stage chain finds its own seed's stage 1 there)
+    for seed in $SEEDS; do
+      train_and_evaluate "$row" "$records/$row/seed$seed" "$RUNS/seed$seed" "seed=$seed"
+    done
   fi
   echo "[$grid/$row] done in $(( $(date +%s) - start )) s"
 done

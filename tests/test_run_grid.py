@@ -60,6 +60,19 @@ def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "records").exists()
 
 
+def test_seeds_run_each_trained_row_once_per_seed_in_its_own_folders(tmp_path):
+    done = _grid(_env(tmp_path, DRY_RUN="1", SEEDS="1 2"), "base", "pretrain", "pretrain_then_default")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    trains = [line for line in lines if "embedforge-train" in line]
+    assert len(trains) == 4  # two rows x two seeds
+    for seed in (1, 2):
+        mine = [line for line in trains if f" seed={seed}" in line]
+        assert len(mine) == 2 and all(f"paths.output_root={tmp_path / 'runs'}/seed{seed}" in line for line in mine)
+        assert any(f"records/pretrain_then_default/seed{seed}/evaluate" in line for line in lines)
+    assert sum("embedforge-evaluate" in line for line in lines) == 3  # base once, the chain's stage 2 per seed
+
+
 @pytest.mark.slow
 def test_a_fresh_grid_runs_a_two_stage_chain_and_resumes(tmp_path, has_console_scripts):
     env = _env(tmp_path)
