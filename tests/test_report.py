@@ -78,18 +78,18 @@ def test_table1_ours_paper_and_deltas_with_missing_rows(grid, tmp_path):
 def test_table5_deltas_on_common_tasks_and_missing_runs(grid, tmp_path):
     out = _report(grid, tmp_path / "out")
     md = out["markdown"].read_text()
-    # columns: ablation, paper avg, paper Δ, ours avg, ours Δ, our base, note
+    # columns: ablation, paper avg, paper Δ, ours avg, ours Δ [CI], effect, seeds, our base, note
     mean = _row(md, "| mean pooling |")
     expected = sum(POOLING_MEAN[t] - BASE[t] for t in BASE) / 3
     assert mean[1] == "64.1" and mean[2] == f"{64.1 - 64.5:+.1f}" and mean[4] == f"{expected:+.2f}"
     assert _row(md, "| no instruction |")[3:5] == ["missing", "missing"]
     r8 = _row(md, "| LoRA r=8 |")
-    assert r8[4] == "–" and r8[6] == "no scores"  # a run without evaluation is not a zero
+    assert r8[4] == "–" and r8[8] == "no scores"  # a run without evaluation is not a zero
     pretrain = _row(md, "| contrastive pre-training")
-    assert pretrain[5] == "full_data (missing)" and pretrain[2] == f"{66.7 - 66.6:+.1f}"
+    assert pretrain[7] == "full_data (missing)" and pretrain[2] == f"{66.7 - 66.6:+.1f}"
     ours_only = _row(md, "| no_hard_negatives |")
-    assert ours_only[1] == "–" and "not in the paper" in ours_only[6]
-    assert ours_only[4] == f"{((81 - 80) + (58 - 60)) / 2:+.2f}" and "2 tasks in common" in ours_only[6]
+    assert ours_only[1] == "–" and "not in the paper" in ours_only[8]
+    assert ours_only[4] == f"{((81 - 80) + (58 - 60)) / 2:+.2f}" and "2 tasks in common" in ours_only[8]
     data = json.loads(out["json"].read_text())
     assert {d["key"]: d["ours"] for d in data["deltas"]}["no_instruction"] is None
     png = out["png"].read_bytes()
@@ -123,7 +123,7 @@ def test_baseline_option_and_labels(grid, tmp_path):
     out = _report(grid, tmp_path / "out", baseline="no_hard_negatives", labels={"no_hard_negatives": "no hard negatives"})
     md = out["markdown"].read_text()
     mean = _row(md, "| mean pooling |")
-    assert mean[5] == "no_hard_negatives" and mean[4] == f"{((79 - 81) + (62 - 58)) / 2:+.2f}"
+    assert mean[7] == "no_hard_negatives" and mean[4] == f"{((79 - 81) + (62 - 58)) / 2:+.2f}"
     assert "*base: no hard negatives*" in md
 
 

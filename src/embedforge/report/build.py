@@ -58,7 +58,7 @@ def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = 
         paper_tasks = _paper_tasks(paper)
     delta_rows = deltas(paper, rows, settings.baseline)
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = plot_deltas(delta_rows, out_dir / "ablation_deltas.png")
+    png = plot_deltas(delta_rows, out_dir / "ablation_deltas.png", quantity=measured_quantity(rows, settings.baseline))
     uncategorised = sorted({t for r in rows.values() for t in (summarise(r, task_type) or _Empty).uncategorised})
     parts = [f"# {settings.title}", "",
              f"Paper: {paper.source}. Ours: {len(rows)} rows from "
@@ -68,7 +68,9 @@ def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = 
              *(["## Table 1: data variants", "", table1(paper, rows, task_type, paper_tasks)]
                if set(rows) & set(paper.table1) or not rows else []),  # a grid without those rows skips it
              "## Table 5: ablations (Δ = row − its base)", "",
-             "Our deltas are taken on the tasks a row shares with its base. ", "", table5(paper, rows, settings.baseline),
+             "Our deltas are taken on the tasks a row shares with its base, with a 95% paired-bootstrap interval "
+             "over the test items (and over seeds where a row has several; report/bootstrap.py). "
+             "\"no detectable effect\": the interval contains 0.", "", table5(paper, rows, settings.baseline),
              f"![ablation deltas]({png.name})", "",
              "## All our rows by category", "", all_rows(rows, task_type, paper),
              "## Per task", "", per_task(rows)]
@@ -91,6 +93,15 @@ def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = 
     (out_dir / "report.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     return {"markdown": out_dir / "report.md", "json": out_dir / "report.json", "png": png,
             "rows": len(rows), "skipped": len(collected.skipped)}
+
+
+def measured_quantity(rows: dict, baseline: str | None) -> str:
+    """What our deltas average, in words: the base row's tasks by name (few), or their count."""
+    base = rows.get(baseline or "synthetic_msmarco")
+    if base is None or not base.scores:
+        return "average over the tasks a row shares with its base"
+    tasks = sorted(base.scores)
+    return f"mean of {', '.join(tasks)}" if len(tasks) <= 4 else f"mean over {len(tasks)} tasks"
 
 
 def mark_version_differences(rows: dict) -> dict[str, list[str]]:

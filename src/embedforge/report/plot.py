@@ -1,46 +1,64 @@
-"""PNG bar plot of the ablation deltas (Table 5): the paper's and ours side by side per ablation."""
+"""PNG of the ablation deltas (Table 5): ours with their 95% intervals in one panel, the paper's in another.
+
+The two are different quantities (ours: a mean over our tasks vs our base row; the paper's: its MTEB
+average vs its own base), so they never share an axis. Horizontal bars keep long row labels readable;
+each row appears once per panel; a row of ours without a result is named under the panel, never drawn as zero.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from embedforge.report.tables import Delta
 
 
-def plot_deltas(rows: list[Delta], path: Path, title: str = "Ablation deltas (MTEB average)") -> Path:
+def plot_deltas(rows: list[Delta], path: Path, quantity: str = "average over our tasks",
+                paper_quantity: str = "MTEB average (56 tasks)") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    labels = [d.label for d in rows]
-    x = np.arange(len(rows))
-    width = 0.38
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.2))
-    paper = [d.paper if d.paper is not None else 0.0 for d in rows]
-    ours = [d.ours if d.ours is not None else 0.0 for d in rows]
-    paper_present = [d.paper is not None for d in rows]
-    ours_present = [d.ours is not None for d in rows]
-    bars_p = ax.bar(x - width / 2, paper, width, label="paper (vs its base)", color="#8da0cb")
-    bars_o = ax.bar(x + width / 2, ours, width, label="ours (vs our base)", color="#fc8d62")
-    # A value that does not exist gets no bar and a word at the foot of the axes, never a zero bar.
-    for bars, values, word in ((bars_p, paper_present, "not in paper"), (bars_o, ours_present, "missing")):
-        for bar, present in zip(bars, values):
-            if not present:
-                bar.set_visible(False)
-                ax.text(bar.get_x() + bar.get_width() / 2, 0.03, word, transform=ax.get_xaxis_transform(),
-                        ha="center", va="bottom", fontsize=7, rotation=90, color="gray")
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("Δ average score (points)")
-    ax.set_title(title, fontsize=10)
-    from matplotlib.patches import Patch
-
-    ax.legend(handles=[Patch(color="#8da0cb", label="paper (vs its base)"), Patch(color="#fc8d62", label="ours (vs our base)")],
-              fontsize=8)
+    ours = [d for d in rows if d.ours is not None]
+    paper = [d for d in rows if d.paper is not None]
+    not_run = [d.label for d in rows if d.ours is None]
+    height = 1.6 + 0.32 * (len(ours) + len(paper))
+    fig, axes = plt.subplots(2 if paper else 1, 1, figsize=(8.0, max(3.5, height)), squeeze=False,
+                             gridspec_kw={"height_ratios": [max(1, len(ours)), max(1, len(paper))] if paper else [1]})
+    _panel(axes[0][0], ours, "ours", f"Ours: Δ {quantity} vs our base row, with 95% paired-bootstrap intervals"
+           " (pale: the interval contains 0)", "#fc8d62")
+    if not_run:
+        axes[0][0].set_xlabel("Δ score (points)\n" + textwrap.fill("no result of ours: " + ", ".join(not_run), 110),
+                              fontsize=7)
+    if paper:
+        _panel(axes[1][0], paper, "paper", f"Paper: Δ {paper_quantity} vs its base row (no intervals published)",
+               "#8da0cb")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _panel(ax, rows: list[Delta], who: str, title: str, color: str) -> None:
+    import numpy as np
+
+    if not rows:
+        ax.set_axis_off()
+        ax.set_title(textwrap.fill(title, 90), fontsize=9)
+        return
+    y = np.arange(len(rows))[::-1]
+    bars = ax.barh(y, [getattr(d, who) for d in rows], color=color, height=0.6)
+    if who == "ours":
+        for yi, d in zip(y, rows):
+            if d.ours is not None and d.low is not None:
+                ax.errorbar(d.ours, yi, xerr=[[d.ours - d.low], [d.high - d.ours]], fmt="none", ecolor="black",
+                            capsize=3, linewidth=1)
+    for bar, d in zip(bars, rows):
+        if who == "ours" and d.effect == "no detectable effect":
+            bar.set_alpha(0.45)  # the interval contains 0
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(y, [d.label for d in rows], fontsize=8)
+    ax.set_xlabel("Δ score (points)", fontsize=8)
+    ax.set_title(textwrap.fill(title, 90), fontsize=9)

@@ -51,6 +51,13 @@ class OurRow:
     run_id: str | None = None
     order: str = ""  # newest wins among runs with one key
     versions: dict[str, str] = field(default_factory=dict)  # key package -> version(s) of the records behind it
+    # one entry per seed: {"seed", "scores", "items" (task -> per-item scores, eval.save_item_scores)};
+    # `scores` above is their mean per task
+    runs: list[dict] = field(default_factory=list)
+
+    @property
+    def seeds(self) -> int:
+        return max(1, len(self.runs))
 
 
 @dataclass
@@ -152,15 +159,46 @@ def _folder_key(record_file: Path) -> str:
     """The row a record file stands for by where it lies: its folder, or in the layout of
     experiments/run_grid.sh (<grid>/records/<row>/{train,evaluate}/run_record.json) the row's folder."""
     folder = record_file.parent
-    return folder.parent.name if folder.name in ("train", "evaluate") else folder.name
+    if folder.name in ("train", "evaluate"):
+        folder = folder.parent
+    if folder.name.startswith("seed") and folder.name[4:].isdigit():  # run_grid.sh SEEDS: <row>/seed<s>/
+        folder = folder.parent
+    return folder.name
+
+
+def _seed(config: dict | None):
+    seed = (config or {}).get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _pool_seeds(old: OurRow, row: OurRow) -> None:
+    """`row` is another seed of `old`'s row: its scores join the per-task means."""
+    old.runs += row.runs
+    old.sources += row.sources
+    for package, version in row.versions.items():
+        seen = set(old.versions[package].split(" / ")) if package in old.versions else set()
+        old.versions[package] = " / ".join(sorted(seen | set(version.split(" / "))))
+    tasks = {t for run in old.runs for t in run["scores"]}
+    old.scores = {t: sum(r["scores"][t] for r in old.runs if t in r["scores"])
+                  / sum(t in r["scores"] for r in old.runs) for t in sorted(tasks)}
+    counts = {sum(t in r["scores"] for r in old.runs) for t in tasks}
+    if len(counts) > 1:
+        old.notes = [n for n in old.notes if not n.startswith("seeds differ")] + [
+            "seeds differ in their tasks: a task's mean is over the seeds that have it"]
 
 
 def _add(rows: dict[str, OurRow], row: OurRow, order: str) -> None:
-    """One row per key; several runs with one key: the newest (timestamped folders sort by time) is used."""
+    """One row per key. Runs with one key and different seeds are pooled (run_grid.sh SEEDS); otherwise
+    the newest (timestamped folders sort by time) is used."""
     row.order = order
     old = rows.get(row.key)
     if old is None:
         rows[row.key] = row
+        return
+    old_seeds = {r["seed"] for r in old.runs}
+    new_seeds = {r["seed"] for r in row.runs}
+    if row.runs and old.runs and None not in old_seeds | new_seeds and not old_seeds & new_seeds:
+        _pool_seeds(old, row)
         return
     newer, older = (row, old) if order >= old.order else (old, row)
     newer.notes.append(f"an older run with this key is not used: {older.sources[0]}")
@@ -192,6 +230,10 @@ def collect_records(inputs: list[RunInput], known: set[str], labels: dict[str, s
             attached.add(id(evaluation))
         if not row.scores:
             row.notes.append("no evaluation record names this run")
+        kept = {}  # per-item scores of its evaluations (newer wins per task, as the scores)
+        for evaluation in sorted(evaluations.get(str(data.get("run_id")), []), key=lambda e: str(e.path)):
+            kept.update(evaluation.data.get("item_scores") or {})
+        row.runs = [{"seed": _seed(data.get("config")), "scores": dict(row.scores), "items": kept}]
         _add(rows, row, str(item.path))
     for item in (i for i in items if i.kind in ("evaluate", "summary") and id(i) not in attached):
         if item.kind == "evaluate":
@@ -204,6 +246,8 @@ def collect_records(inputs: list[RunInput], known: set[str], labels: dict[str, s
         else:
             key, scores = item.spec.row or _folder_key(item.path), item.data
         row = OurRow(key, item.spec.label or labels.get(key) or key, dict(scores), sources=[str(item.path)])
+        row.runs = [{"seed": None, "scores": dict(scores),
+                     "items": (item.data.get("item_scores") or {}) if item.kind == "evaluate" else {}}]
         if item.kind == "evaluate":
             merge_versions(row.versions, item.data)
         _add(rows, row, str(item.path))

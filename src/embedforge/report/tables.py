@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from embedforge.report.bootstrap import delta_interval, missing_items, unpaired
 from embedforge.report.paper import Paper
 from embedforge.report.runs import OurRow
 
@@ -95,6 +96,11 @@ class Delta:
     ours_average: float | None
     base_key: str
     note: str
+    low: float | None = None  # 95% paired-bootstrap interval of `ours` (report/bootstrap.py)
+    high: float | None = None
+    effect: str = ""  # "detectable", "no detectable effect", or why there is no interval
+    seeds: int = 1
+    base_seeds: int = 1
 
 
 def ours_delta(row: OurRow | None, base: OurRow | None) -> tuple[float | None, float | None, str]:
@@ -112,37 +118,75 @@ def ours_delta(row: OurRow | None, base: OurRow | None) -> tuple[float | None, f
     return delta, average, f"{len(common)} tasks" + ("" if same else " in common with the base")
 
 
+NO_EFFECT = "no detectable effect"
+
+
+def with_interval(d: Delta, row: OurRow | None, base: OurRow | None) -> Delta:
+    """Fill `d`'s paired-bootstrap interval where both rows keep item scores for every common task."""
+    if d.ours is None or row is None or base is None:
+        return d
+    d.seeds, d.base_seeds = row.seeds, base.seeds
+    common = sorted(set(row.scores) & set(base.scores))
+    row_items, base_items = [r["items"] for r in row.runs], [r["items"] for r in base.runs]
+    lacking = missing_items(row_items + base_items, common) if row_items and base_items else common
+    if lacking:
+        d.effect = f"no interval: no item scores for {', '.join(lacking[:3])}"
+        return d
+    different = unpaired(row_items, base_items, common)
+    if different:
+        d.effect = f"no interval: other test items than the base in {', '.join(different[:3])}"
+        return d
+    interval = delta_interval(row_items, base_items, common)
+    d.low, d.high = interval.low, interval.high
+    d.effect = "detectable" if interval.detectable else NO_EFFECT
+    return d
+
+
 def deltas(paper: Paper, rows: dict[str, OurRow], baseline: str | None = None) -> list[Delta]:
     """Table 5 rows: the paper's ablations, then our rows that are not paper rows at all."""
     out = []
     for key, prow in paper.table5.items():
         base_key = baseline or prow.base
         delta, average, note = ours_delta(rows.get(key), rows.get(base_key))
-        out.append(Delta(key, prow.label, prow.average - paper.base_average(prow), delta, average, base_key, note))
+        out.append(with_interval(Delta(key, prow.label, prow.average - paper.base_average(prow), delta, average,
+                                       base_key, note), rows.get(key), rows.get(base_key)))
     known = set(paper.table1) | set(paper.table5)
     base_key = baseline or "synthetic_msmarco"
     for key, row in rows.items():
         if key in known or key == base_key:
             continue
         delta, average, note = ours_delta(row, rows.get(base_key))
-        out.append(Delta(key, row.label, None, delta, average, base_key, note + "; not in the paper"))
+        out.append(with_interval(Delta(key, row.label, None, delta, average, base_key, note + "; not in the paper"),
+                                 row, rows.get(base_key)))
     return out
 
 
+def _ours_cell(d: Delta) -> str:
+    if d.ours is None:
+        return MISSING if d.note == MISSING else NONE
+    cell = _fmt(d.ours, signed=True)
+    if d.low is not None:
+        cell += f" [{_fmt(d.low, signed=True)}, {_fmt(d.high, signed=True)}]"
+    return cell
+
+
+def _seeds_cell(d: Delta) -> str:
+    return f"{d.seeds} / {d.base_seeds}" if d.ours is not None else NONE
+
+
 def table5(paper: Paper, rows: dict[str, OurRow], baseline: str | None = None) -> str:
-    lines = ["| ablation | paper avg | paper Δ | ours avg | ours Δ | our base | note |",
-             "|---|---:|---:|---:|---:|---|---|"]
+    lines = ["| ablation | paper avg | paper Δ | ours avg | ours Δ [95% CI] | effect | seeds (row / base) | our base | note |",
+             "|---|---:|---:|---:|---:|---|---:|---|---|"]
     base_row = rows.get(baseline or "synthetic_msmarco")
     for d in deltas(paper, rows, baseline):
         prow = paper.table5.get(d.key)
         ours_avg = MISSING if d.ours_average is None and d.note == MISSING else _fmt(d.ours_average)
-        ours_d = MISSING if d.ours is None and d.note == MISSING else _fmt(d.ours, signed=True)
         base = f"{d.base_key}" + ("" if rows.get(d.base_key) else f" ({MISSING})")
         lines.append(f"| {d.label} | {_fmt(prow.average, 1) if prow else NONE} | {_fmt(d.paper, 1, True)} | {ours_avg} "
-                     f"| {ours_d} | {base} | {d.note} |")
+                     f"| {_ours_cell(d)} | {d.effect or NONE} | {_seeds_cell(d)} | {base} | {d.note} |")
     if base_row is not None and base_row.scores:
         avg = sum(base_row.scores.values()) / len(base_row.scores)
-        lines.append(f"| *base: {base_row.label}* | | | {_fmt(avg)} | | | {len(base_row.scores)} tasks |")
+        lines.append(f"| *base: {base_row.label}* | | | {_fmt(avg)} | | | {base_row.seeds} | | {len(base_row.scores)} tasks |")
     return "\n".join(lines) + "\n"
 
 
