@@ -87,7 +87,7 @@ def test_report_pools_seeds_and_prints_intervals(tmp_path):
     assert found["better"]["seeds"] == 3 and found["better"]["base_seeds"] == 3
     assert found["better"]["low"] > 0 and found["better"]["effect"] == "detectable"
     assert found["same"]["low"] < 0 < found["same"]["high"] and found["same"]["effect"] == "no detectable effect"
-    assert found["old"]["low"] is None and found["old"]["effect"].startswith("no interval: no item scores")
+    assert found["old"]["low"] is None and found["old"]["effect"] == "no interval: records without item scores"
     pooled = data["rows"]["better"]["scores"]["R"]
     assert len(data["rows"]["better"]["sources"]) == 6  # three seeds, a train and an evaluation record each
     assert pooled == pytest.approx(np.mean([json.loads((records / "better" / f"seed{s}" / "evaluate" / "run_record.json")

@@ -26,8 +26,9 @@ def plot_deltas(rows: list[Delta], path: Path, quantity: str = "average over our
     height = 1.6 + 0.32 * (len(ours) + len(paper))
     fig, axes = plt.subplots(2 if paper else 1, 1, figsize=(8.0, max(3.5, height)), squeeze=False,
                              gridspec_kw={"height_ratios": [max(1, len(ours)), max(1, len(paper))] if paper else [1]})
-    _panel(axes[0][0], ours, "ours", f"Ours: Δ {quantity} vs our base row, with 95% paired-bootstrap intervals"
-           " (pale: the interval contains 0)", "#fc8d62")
+    intervals = (", with 95% paired-bootstrap intervals (pale: the interval contains 0)"
+                 if any(d.low is not None for d in ours) else " (no intervals: these records keep no item scores)")
+    _panel(axes[0][0], ours, "ours", f"Ours: Δ {quantity} vs our base row{intervals}", "#fc8d62")
     if not_run:
         axes[0][0].set_xlabel("Δ score (points)\n" + textwrap.fill("no result of ours: " + ", ".join(not_run), 110),
                               fontsize=7)
@@ -46,7 +47,7 @@ def _panel(ax, rows: list[Delta], who: str, title: str, color: str) -> None:
 
     if not rows:
         ax.set_axis_off()
-        ax.set_title(textwrap.fill(title, 90), fontsize=9)
+        ax.set_title(textwrap.fill(title, 72), fontsize=9)
         return
     y = np.arange(len(rows))[::-1]
     bars = ax.barh(y, [getattr(d, who) for d in rows], color=color, height=0.6)
@@ -61,4 +62,4 @@ def _panel(ax, rows: list[Delta], who: str, title: str, color: str) -> None:
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(y, [d.label for d in rows], fontsize=8)
     ax.set_xlabel("Δ score (points)", fontsize=8)
-    ax.set_title(textwrap.fill(title, 90), fontsize=9)
+    ax.set_title(textwrap.fill(title, 72), fontsize=9)

@@ -130,7 +130,8 @@ def with_interval(d: Delta, row: OurRow | None, base: OurRow | None) -> Delta:
     row_items, base_items = [r["items"] for r in row.runs], [r["items"] for r in base.runs]
     lacking = missing_items(row_items + base_items, common) if row_items and base_items else common
     if lacking:
-        d.effect = f"no interval: no item scores for {', '.join(lacking[:3])}"
+        d.effect = ("no interval: records without item scores" if lacking == common
+                    else f"no interval: no item scores for {', '.join(lacking[:3])}")
         return d
     different = unpaired(row_items, base_items, common)
     if different:
