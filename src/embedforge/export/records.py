@@ -12,12 +12,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedforge.errors import DataError
+
+
 RECORD_FILE = "run_record.json"  # the training and evaluation run record (embedforge.run_record)
 
 log = logging.getLogger(__name__)
 
 
-class RecordError(ValueError):
+class RecordError(DataError):
     """A run record named in the config is missing or malformed; the message names the file."""
 
 

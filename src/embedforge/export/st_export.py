@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE
+from embedforge.errors import ConfigError
 from embedforge.eval.instructions import InstructionPolicy
 from embedforge.export.model_card import render_model_card
 from embedforge.export.prompts import build_prompts, mteb_tasks
@@ -45,7 +46,7 @@ VERIFY_TEXTS = ["A man is playing a guitar.", "how do plants make glucose from s
                 " ".join(["a long input that is truncated"] * 120)]
 
 
-class ExportError(RuntimeError):
+class ExportError(ConfigError, RuntimeError):
     """The export cannot be done as configured; the message names the config key."""
 
 

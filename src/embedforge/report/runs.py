@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedforge.errors import DataError
 from embedforge.report.versions import merge_versions
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ SUMMARY_FILE = "summary.json"
 ROW_TAG = "row:"
 
 
-class ReportInputError(ValueError):
+class ReportInputError(DataError):
     """An input is missing or malformed; the message names the file (and line) or the config key."""
 
 
