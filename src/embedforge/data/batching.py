@@ -17,7 +17,6 @@ from torch.utils.data import DistributedSampler
 
 from embedforge.errors import ConfigError
 
-
 BATCHING_MODES = ("mixed", "same_source")
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from embedforge.errors import DataError
 
-
 # The paper's six synthetic task types (docs/method.md section 1). Public retrieval data uses "short_long".
 TASK_TYPES: tuple[str, ...] = (
     "short_long",  # retrieval: short query, long document

@@ -8,7 +8,6 @@ from pathlib import Path
 from embedforge.errors import ServiceError
 
 
-
 class HubUploadError(ServiceError):
     """The upload failed; the message names the repo id and says that the local export is complete."""
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from embedforge.errors import DataError
 
-
 LAYOUTS = ("columns", "ms_marco")
 
 
