@@ -28,7 +28,18 @@ VERSION_KEY = "format_version"
 # Raise it when a field changes meaning or goes away (adding a field does not need it), and teach
 # read_run_record to read the older versions.
 SCHEMA_VERSION = 1
+SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password")
 PACKAGES = ("torch", "transformers", "peft", "pytorch-lightning", "mteb", "sentence-transformers", "embedforge")
+
+
+def redact(obj):
+    """Drop values under keys that look like credentials before a config is recorded or logged anywhere."""
+    if isinstance(obj, dict):
+        return {k: ("<redacted>" if any(m in str(k).lower() for m in SECRET_MARKERS) and not str(k).endswith("_env")
+                    else redact(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
 
 
 def package_versions(packages=PACKAGES) -> dict[str, str | None]:

@@ -90,8 +90,7 @@ def record_evaluation(cfg: DictConfig, described: dict, trained_with: dict, poli
     """The evaluation's run record, in the run's own folder (`record_dir`, by default Hydra's run folder)."""
     import json
 
-    from embedforge.run_record import build_run_record, write_run_record
-    from embedforge.train.loggers import redact
+    from embedforge.run_record import build_run_record, redact, write_run_record
 
     folder = cfg.get("record_dir")
     if not folder:
