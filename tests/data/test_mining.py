@@ -118,7 +118,7 @@ WINDOW = ("negatives.rank_start=3", "negatives.rank_end=12", "negatives.num_nega
 def test_mine_beir_fixture(minilm, tmp_path, monkeypatch):
     import embedforge.cli.mine as cli
 
-    monkeypatch.setattr(cli, "load_encoder", lambda cfg: minilm)
+    monkeypatch.setattr(cli, "configured_encoder", lambda cfg: minilm)
     folder = tmp_path / "beir"
     shutil.copytree(FIXTURE, folder)
     out = tmp_path / "mined.jsonl"
@@ -159,7 +159,7 @@ def test_mine_beir_fixture(minilm, tmp_path, monkeypatch):
 def test_mine_records_input_never_takes_a_known_positive(minilm, tmp_path, monkeypatch):
     import embedforge.cli.mine as cli
 
-    monkeypatch.setattr(cli, "load_encoder", lambda cfg: minilm)
+    monkeypatch.setattr(cli, "configured_encoder", lambda cfg: minilm)
     _, texts = _corpus_texts(FIXTURE)
     recs = [{"instruction": "Find the passage.", "query": f"question about {t.split()[0]}", "positive": t,
              "negatives": [], "task_type": "short_long", "language": "en", "source": "test"} for t in texts[:20]]
@@ -208,7 +208,7 @@ def test_errors_before_model_load(tmp_path, monkeypatch, override, message):
     def no_model(cfg):
         raise AssertionError("the model must not be loaded before the config and data are checked")
 
-    monkeypatch.setattr(cli, "load_encoder", no_model)
+    monkeypatch.setattr(cli, "configured_encoder", no_model)
     cfg = _compose(f"input={FIXTURE}", f"out={tmp_path}/o.jsonl", "negatives.rank_start=30", override)
     with pytest.raises(EmbedforgeError) as exc:  # the CLI's task function prints it as one line, exit 2
         cli.run(cfg)

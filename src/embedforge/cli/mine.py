@@ -48,7 +48,7 @@ def settings_from_cfg(cfg: DictConfig):
         max_length=raw["encode"]["max_length"], cache_dir=_path(raw.get("cache_dir")), trainer=trainer)
 
 
-def load_encoder(cfg: DictConfig):
+def configured_encoder(cfg: DictConfig):
     """The configured encoder: `checkpoint` (encoder folder, HF folder, .ckpt) or model/lora/pooling."""
     from embedforge.model.builder import encoder_from_config
 
@@ -73,7 +73,7 @@ def run(cfg: DictConfig) -> dict | None:
 
         torch.set_num_threads(int(cfg.encode.torch_threads))
     settings.out.parent.mkdir(parents=True, exist_ok=True)
-    encoder = load_encoder(cfg)
+    encoder = configured_encoder(cfg)
     report = mine(encoder, data, settings)
     if report is not None:
         _print_summary(report)
