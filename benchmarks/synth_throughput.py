@@ -73,7 +73,7 @@ def main() -> None:
     os.environ.setdefault("EMBEDFORGE_BENCH_KEY", "bench-not-a-secret")
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "embedforge.synth.fake_server", "--port", str(port), "--latency", str(args.latency)],
+        [sys.executable, "-m", "embedforge.testing.fake_openai_server", "--port", str(port), "--latency", str(args.latency)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

@@ -4,7 +4,8 @@ import logging
 
 from omegaconf import OmegaConf
 
-from embedforge.train.loggers import build_logger, redact
+from embedforge.run_record import redact
+from embedforge.train.loggers import build_logger
 
 
 def test_wandb_goes_offline_without_credentials_and_says_how_to_sync(monkeypatch, tmp_path, caplog):

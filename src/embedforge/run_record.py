@@ -4,6 +4,11 @@ A record says what ran (resolved config without secrets, parent run), on what (h
 versions, git sha and whether the tree was dirty), and what came out (metrics, results, throughput,
 peak memory). `write_run_record` refuses to overwrite: a finished record is never edited, so tables
 built from records (embedforge-report) can be trusted.
+
+This module is the one place that knows the file: its name (RECORD_FILE), its schema version
+(SCHEMA_VERSION, stored under the key `format_version` in every record), and its one reader
+(`read_run_record`), which embedforge-report, embedforge-export and the offline sweep use. A record
+without the key is read as version 1; a record from a newer schema is refused with one line.
 """
 
 from __future__ import annotations
@@ -16,9 +21,25 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from embedforge.errors import DataError
+
 RECORD_FILE = "run_record.json"
-FORMAT_VERSION = 1
+VERSION_KEY = "format_version"
+# Raise it when a field changes meaning or goes away (adding a field does not need it), and teach
+# read_run_record to read the older versions.
+SCHEMA_VERSION = 1
+SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password")
 PACKAGES = ("torch", "transformers", "peft", "pytorch-lightning", "mteb", "sentence-transformers", "embedforge")
+
+
+def redact(obj):
+    """Drop values under keys that look like credentials before a config is recorded or logged anywhere."""
+    if isinstance(obj, dict):
+        return {k: ("<redacted>" if any(m in str(k).lower() for m in SECRET_MARKERS) and not str(k).endswith("_env")
+                    else redact(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
 
 
 def package_versions(packages=PACKAGES) -> dict[str, str | None]:
@@ -79,7 +100,7 @@ def build_run_record(kind: str, env: dict | None = None, **fields) -> dict:
     invented). `env`: `environment()` taken when the run started (the code that ran, not the code at its end)."""
     if kind not in ("train", "evaluate"):
         raise ValueError(f"run record kind must be 'train' or 'evaluate', got {kind!r}")
-    return {"format_version": FORMAT_VERSION, "kind": kind, **fields, "peak_memory": peak_memory(),
+    return {VERSION_KEY: SCHEMA_VERSION, "kind": kind, **fields, "peak_memory": peak_memory(),
             **(env or environment())}
 
 
@@ -95,11 +116,32 @@ def write_run_record(folder: str | Path, record: dict) -> Path:
     return path
 
 
+class RunRecordError(DataError):
+    """A run record that cannot be read; the message names the file (and line)."""
+
+
 def read_run_record(path: str | Path) -> dict:
+    """The record in `path` (a run_record.json or the folder holding one), its version checked."""
     path = Path(path)
     if path.is_dir():
         path = path / RECORD_FILE
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunRecordError(f"{path}: does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise RunRecordError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunRecordError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not isinstance(record, dict):
+        raise RunRecordError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    version = record.setdefault(VERSION_KEY, 1)  # records without the key are the first schema
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RunRecordError(f"{path}: {VERSION_KEY} must be a positive integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise RunRecordError(f"{path}: run record schema version {version} is newer than this embedforge reads "
+                             f"({SCHEMA_VERSION}); update embedforge to read it")
+    return record
 
 
 def record_metric(record: dict, name: str) -> float | None:

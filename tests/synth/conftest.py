@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import embedforge.paths
-from embedforge.synth.fake_server import FakeServer, FaultConfig
+from embedforge.testing import FakeServer, FaultConfig
 from embedforge.synth.settings import GenerateSettings, settings_from_dict
 
 FAKE_KEY_ENV = "EMBEDFORGE_TEST_FAKE_KEY"

@@ -232,7 +232,7 @@ def test_cli_stop_names_existing_files_and_generate_log_holds_reasons(tmp_path, 
          f"client.api_key_env={fake_key_env}", f"out_dir={out}", "num_examples=8",
          "synth.brainstorm.calls_per_type=1", "attempts_per_run=1", *fast_client],
         env=cli_env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
+    assert done.returncode == 2
     line = [l for l in done.stderr.splitlines() if l.startswith("embedforge-generate: stopped:")]
     assert len(line) == 1
     named = re.findall(r"(/\S+?\.(?:jsonl|json|log))\b", line[0])

@@ -159,7 +159,7 @@ def test_bad_out_dir_is_named_before_hydra_writes_anything(tmp_path, cli_env, fa
     for out_dir, expected in ((a_file, "is a file"), ("/dev/null/x", "cannot be created"), ("", "must be set")):
         done = _cli([*base, f"out_dir={out_dir}"], cli_env)
         assert done.returncode == 2, done.stderr[-2000:]
-        assert "config error: out_dir: " in done.stderr and expected in done.stderr
+        assert "embedforge-generate: out_dir: " in done.stderr and expected in done.stderr
         assert "Traceback" not in done.stderr
     assert a_file.read_text() == "x"
     assert root_hydra.exists() == existed  # an empty out_dir made no Hydra folder at the root

@@ -7,7 +7,6 @@ code 2. Bad training lines never stop it: each is a `file:line: reason`, counted
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import embedforge.paths
+from embedforge.cli.errors import one_line_errors
 
 log = logging.getLogger("embedforge.decontam")
 
@@ -46,28 +46,23 @@ def build_eval_items(cfg: DictConfig):
 
 def run(cfg: DictConfig) -> dict:
     from embedforge.decontam.check import CheckSettings, EvalIndex, run_check
-    from embedforge.decontam.eval_side import EvalSideError
     from embedforge.decontam.report import print_table, summarise, write_json
     from embedforge.decontam.train_side import TrainSideError, check_fields, expand_paths
 
-    try:
-        if OmegaConf.is_missing(cfg, "train"):
-            raise TrainSideError("train: required (e.g. 'train=[data/demo/train/*.jsonl]')")
-        patterns = [cfg.train] if isinstance(cfg.train, str) else list(cfg.train)
-        paths = expand_paths([hydra.utils.to_absolute_path(str(p)) for p in patterns])
-        fields = [str(f) for f in cfg.fields]
-        check_fields(fields)
-        settings = CheckSettings(n=int(cfg.ngram.n), threshold=float(cfg.ngram.threshold),
-                                 chunk_size=int(cfg.chunk_size), max_listed_matches=int(cfg.max_listed_matches))
-        settings.check()
-        start = time.perf_counter()
-        items = build_eval_items(cfg)
-        index = EvalIndex(items, settings.n)
-        log.info("eval index: %d items in %d (task, part) groups, %d distinct %d-grams, %.1f s", len(items.texts),
-                 len(items.groups), len(index.ngrams.keys), settings.n, time.perf_counter() - start)
-    except (ValueError, TrainSideError, EvalSideError) as exc:
-        print(f"embedforge-decontam: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    if OmegaConf.is_missing(cfg, "train"):
+        raise TrainSideError("train: required (e.g. 'train=[data/demo/train/*.jsonl]')")
+    patterns = [cfg.train] if isinstance(cfg.train, str) else list(cfg.train)
+    paths = expand_paths([hydra.utils.to_absolute_path(str(p)) for p in patterns])
+    fields = [str(f) for f in cfg.fields]
+    check_fields(fields)
+    settings = CheckSettings(n=int(cfg.ngram.n), threshold=float(cfg.ngram.threshold),
+                             chunk_size=int(cfg.chunk_size), max_listed_matches=int(cfg.max_listed_matches))
+    settings.check()
+    start = time.perf_counter()
+    items = build_eval_items(cfg)
+    index = EvalIndex(items, settings.n)
+    log.info("eval index: %d items in %d (task, part) groups, %d distinct %d-grams, %.1f s", len(items.texts),
+             len(items.groups), len(index.ngrams.keys), settings.n, time.perf_counter() - start)
     clean_dir = _abs(cfg.clean_dir) if cfg.get("clean_dir") else None
     result = run_check(index, paths, fields, settings, clean_dir)
     for problem in result.errors[:20]:
@@ -80,6 +75,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="decontam", version_base="1.3")
+@one_line_errors("decontam")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -7,9 +7,11 @@ import hydra
 from omegaconf import DictConfig
 
 import embedforge.paths
+from embedforge.cli.errors import one_line_errors
 
 
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="evaluate", version_base="1.3")
+@one_line_errors("evaluate")
 def main(cfg: DictConfig) -> None:
     from embedforge.eval.job import run
 

@@ -5,16 +5,14 @@ Config and input errors stop the run with one line naming the config key or the 
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import embedforge.paths
-
-log = logging.getLogger("embedforge.export")
+from embedforge.cli.errors import one_line_errors
+from embedforge.errors import ConfigError
 
 
 def _path(value) -> Path | None:
@@ -32,14 +30,14 @@ def run(cfg: DictConfig):
     from embedforge.export.st_export import PromptOptions, export_encoder
 
     if OmegaConf.is_missing(cfg, "checkpoint") or cfg.get("checkpoint") in (None, ""):
-        raise ValueError("checkpoint: required (an encoder folder or a .ckpt, e.g. checkpoint=runs/demo/<time>/encoder)")
+        raise ConfigError("checkpoint: required (an encoder folder or a .ckpt, e.g. checkpoint=runs/demo/<time>/encoder)")
     raw = OmegaConf.to_container(cfg, resolve=True)
     checkpoint = _path(raw["checkpoint"])
     out_dir = _path(raw.get("output_dir")) or default_output_dir(checkpoint)
     try:
         options = PromptOptions(**raw["prompts"])
     except TypeError as exc:
-        raise ValueError(f"prompts: {exc}") from None
+        raise ConfigError(f"prompts: {exc}") from None
     card = raw.get("model_card") or {}
     result = export_encoder(
         checkpoint, out_dir, dtype=str(raw["dtype"]), prompt_options=options, name=raw.get("name"),
@@ -62,20 +60,9 @@ def run(cfg: DictConfig):
 
 
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="export", version_base="1.3")
+@one_line_errors("export")
 def main(cfg: DictConfig) -> None:
-    from embedforge.export.hub import HubUploadError
-    from embedforge.export.prompts import PromptExportError
-    from embedforge.export.records import RecordError
-    from embedforge.export.st_export import ExportError
-    from embedforge.export.tokenizer import TokenizerExportError
-
-    try:
-        run(cfg)
-    except (ValueError, FileNotFoundError, ExportError, RecordError, PromptExportError, TokenizerExportError,
-            HubUploadError) as exc:
-        log.error("%s", exc)
-        print(f"embedforge-export: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(cfg)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Config errors (unknown task type, bad weights, unknown language, an `out_dir` that cannot be written,
 missing API key variable) stop the run before any request with a one-line message naming the config
-key, and exit code 2. The config is checked once before Hydra starts, because Hydra creates its run
-folder inside `out_dir` before our code runs: a bad `out_dir` must be reported as such, not as a
-traceback from inside Hydra.
+key, and exit code 2; so does an endpoint that refuses every request (the line says which outputs
+exist). The config is checked once before Hydra starts, because Hydra creates its run folder inside
+`out_dir` before our code runs: a bad `out_dir` must be reported as such, not as a traceback from
+inside Hydra.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import embedforge.paths
+from embedforge.cli.errors import one_line_errors
+from embedforge.errors import ServiceError
 
 log = logging.getLogger("embedforge.generate")
 
@@ -67,11 +70,6 @@ def guard_logging(settings) -> None:
             handler.addFilter(FileOnly())
 
 
-def _fail(kind: str, message: str, code: int) -> None:
-    print(f"embedforge-generate: {kind}: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
 def precheck(argv: list[str]) -> None:
     """Compose the config as Hydra will and validate it (out_dir included) before Hydra writes.
 
@@ -80,7 +78,7 @@ def precheck(argv: list[str]) -> None:
     """
     from hydra import compose, initialize_config_dir
 
-    from embedforge.synth.settings import SynthConfigError, check_out_dir_writable, settings_from_dict
+    from embedforge.synth.settings import check_out_dir_writable, settings_from_dict
 
     if any(a.startswith("-") for a in argv):
         return
@@ -90,11 +88,8 @@ def precheck(argv: list[str]) -> None:
         raw = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # noqa: BLE001 - Hydra will report its own override/composition errors
         return
-    try:
-        settings_from_dict(raw)
-        check_out_dir_writable(raw.get("out_dir"))
-    except SynthConfigError as exc:
-        _fail("config error", str(exc), 2)
+    settings_from_dict(raw)
+    check_out_dir_writable(raw.get("out_dir"))
 
 
 def _log_hint() -> str:
@@ -113,12 +108,12 @@ def generate(cfg: DictConfig) -> dict:
     from embedforge.synth.estimate import dry_run, format_estimate
     from embedforge.synth.pipeline import BrainstormFailed, run_pipeline
     from embedforge.synth.report import format_report
-    from embedforge.synth.settings import SynthConfigError, settings_from_dict
+    from embedforge.synth.settings import settings_from_dict
 
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    settings = settings_from_dict(raw)
+    guard_logging(settings)
     try:
-        raw = OmegaConf.to_container(cfg, resolve=True)
-        settings = settings_from_dict(raw)
-        guard_logging(settings)
         if settings.dry_run:
             est = dry_run(settings)
             for i, prompt in enumerate(est.pop("prompts")):
@@ -127,23 +122,23 @@ def generate(cfg: DictConfig) -> dict:
             print(format_estimate(est))
             return est
         report = run_pipeline(settings)
-    except SynthConfigError as exc:
-        _fail("config error", str(exc), 2)
-    except (FatalAPIError, BrainstormFailed) as exc:
+    except (FatalAPIError, BrainstormFailed) as exc:  # say which outputs exist and where the reject reasons are
         out = raw.get("out_dir")
         kept = "previous outputs in {} are unchanged" if os.path.exists(os.path.join(str(out), "report.json")) \
             else "no complete outputs in {} yet"
-        _fail("stopped", f"{exc}{_log_hint()} ({kept.format(out)})", 1)
+        raise ServiceError(f"stopped: {exc}{_log_hint()} ({kept.format(out)})") from exc
     print(format_report(report))
     print(f"examples: {settings.out_dir / 'examples.jsonl'}  report: {settings.out_dir / 'report.json'}")
     return report
 
 
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="generate", version_base="1.3")
+@one_line_errors("generate")
 def _hydra_main(cfg: DictConfig) -> None:
     generate(cfg)
 
 
+@one_line_errors("generate")
 def main() -> None:
     precheck(sys.argv[1:])
     _hydra_main()

@@ -6,15 +6,15 @@ key or the file:line, and exit code 2.
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import embedforge.paths
+from embedforge.cli.errors import one_line_errors
+from embedforge.errors import ConfigError
 
 log = logging.getLogger("embedforge.mine")
 
@@ -30,7 +30,7 @@ def settings_from_cfg(cfg: DictConfig):
 
     for key in ("input", "out"):
         if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
-            raise ValueError(f"{key}: required (e.g. {key}=...)")
+            raise ConfigError(f"{key}: required (e.g. {key}=...)")
     raw = OmegaConf.to_container(cfg, resolve=True)
     trainer = dict(raw.get("trainer") or {})
     if isinstance(trainer.get("strategy"), dict):  # a _target_ strategy object, as in conf/trainer
@@ -39,7 +39,7 @@ def settings_from_cfg(cfg: DictConfig):
         select = SelectSettings(**raw["negatives"])
         index = IndexSettings(**raw["index"])
     except TypeError as exc:
-        raise ValueError(f"negatives/index: {exc}") from None
+        raise ConfigError(f"negatives/index: {exc}") from None
     return MineSettings(
         input=_path(raw["input"]), out=_path(raw["out"]), split=str(raw["split"]), corpus=_path(raw.get("corpus")),
         on_error=raw["on_error"], instruction=raw["query"]["instruction"], template=raw["query"]["template"],
@@ -48,7 +48,7 @@ def settings_from_cfg(cfg: DictConfig):
         max_length=raw["encode"]["max_length"], cache_dir=_path(raw.get("cache_dir")), trainer=trainer)
 
 
-def load_encoder(cfg: DictConfig):
+def configured_encoder(cfg: DictConfig):
     """The configured encoder: `checkpoint` (encoder folder, HF folder, .ckpt) or model/lora/pooling."""
     from embedforge.model.builder import encoder_from_config
 
@@ -57,17 +57,11 @@ def load_encoder(cfg: DictConfig):
 
 
 def run(cfg: DictConfig) -> dict | None:
-    from embedforge.data.jsonl import DataFileError
-    from embedforge.mining.inputs import MiningInputError
     from embedforge.mining.pipeline import mine, read_input
 
-    try:
-        settings = settings_from_cfg(cfg)
-        settings.check()
-        data = read_input(settings)  # data errors before the model load too
-    except (ValueError, MiningInputError, DataFileError) as exc:
-        print(f"embedforge-mine: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    settings = settings_from_cfg(cfg)
+    settings.check()
+    data = read_input(settings)  # data errors before the model load too
     for problem in data.errors:
         log.warning("input: %s", problem)
     log.info("%d records to mine for, corpus of %d documents (%s)", len(data.targets), len(data.corpus.texts),
@@ -79,7 +73,7 @@ def run(cfg: DictConfig) -> dict | None:
 
         torch.set_num_threads(int(cfg.encode.torch_threads))
     settings.out.parent.mkdir(parents=True, exist_ok=True)
-    encoder = load_encoder(cfg)
+    encoder = configured_encoder(cfg)
     report = mine(encoder, data, settings)
     if report is not None:
         _print_summary(report)
@@ -104,6 +98,7 @@ def _print_summary(report: dict) -> None:
 
 
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="mine", version_base="1.3")
+@one_line_errors("mine")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

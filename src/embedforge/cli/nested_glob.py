@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from embedforge.errors import ConfigError
+
 _GLOB = re.compile(r"^(?P<key>[+~]?[\w./@-]+)=glob\((?P<pattern>[^,()]*/[^,()]*)\)$")
 
 
@@ -23,6 +25,6 @@ def expand_nested_globs(argv: list[str], conf_dir: Path) -> list[str]:
         names = sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob(f"{match['pattern'].strip()}.yaml")
                        if not p.name.startswith("_"))
         if not names:
-            raise SystemExit(f"{match['key']}: glob({match['pattern']}) matches no config under {root}")
+            raise ConfigError(f"{match['key']}: glob({match['pattern']}) matches no config under {root}")
         out.append(f"{match['key']}={','.join(names)}")
     return out

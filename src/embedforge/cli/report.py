@@ -5,16 +5,14 @@ Config and input errors stop the run with one line naming the config key or the 
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import embedforge.paths
-
-log = logging.getLogger("embedforge.report")
+from embedforge.cli.errors import one_line_errors
+from embedforge.errors import ConfigError
 
 
 def settings_from_cfg(cfg: DictConfig):
@@ -29,10 +27,10 @@ def settings_from_cfg(cfg: DictConfig):
         elif isinstance(entry, dict) and entry.get("path"):
             unknown = set(entry) - {"path", "row", "label"}
             if unknown:
-                raise ValueError(f"runs[{index}]: unknown keys {sorted(unknown)} (expected path, row, label)")
+                raise ConfigError(f"runs[{index}]: unknown keys {sorted(unknown)} (expected path, row, label)")
             runs.append(RunInput(hydra.utils.to_absolute_path(str(entry["path"])), entry.get("row"), entry.get("label")))
         else:
-            raise ValueError(f"runs[{index}]: expected a path/glob or {{path: ..., row: ..., label: ...}}, got {entry!r}")
+            raise ConfigError(f"runs[{index}]: expected a path/glob or {{path: ..., row: ..., label: ...}}, got {entry!r}")
     wandb = raw.get("wandb") or {}
     return ReportSettings(
         runs=runs, wandb_project=wandb.get("project"), wandb_filters=wandb.get("filters"), baseline=raw.get("baseline"),
@@ -53,15 +51,9 @@ def run(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="report", version_base="1.3")
+@one_line_errors("report")
 def main(cfg: DictConfig) -> None:
-    from embedforge.report.runs import ReportInputError
-
-    try:
-        run(cfg)
-    except (ValueError, FileNotFoundError, ReportInputError) as exc:
-        log.error("%s", exc)
-        print(f"embedforge-report: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(cfg)
 
 
 if __name__ == "__main__":

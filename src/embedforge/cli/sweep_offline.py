@@ -30,10 +30,12 @@ from pathlib import Path
 
 import yaml
 
+from embedforge.cli.errors import EXIT_CODE, report
+from embedforge.errors import ConfigError, EmbedforgeError
 from embedforge.run_record import RECORD_FILE, read_run_record, record_metric
 
 
-class SweepFileError(ValueError):
+class SweepFileError(ConfigError):
     """The sweep file cannot be run; the message names the file and what is wrong."""
 
 
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=1)
     parser.add_argument("--validate-only", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/sweep_offline/<file>/<time>")
+    parser.add_argument("--verbose", action="store_true", help="a traceback instead of one line for an expected error")
     args = parser.parse_args(argv)
     try:
         if args.validate_only:
@@ -133,9 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = args.out or Path("runs/sweep_offline") / args.sweep_file.stem / time.strftime("%Y-%m-%d_%H-%M-%S")
         results = run_sweep(args.sweep_file, args.trials, extra, out)
-    except SweepFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except EmbedforgeError as exc:
+        if args.verbose:
+            raise
+        report("sweep-offline", exc)
+        return EXIT_CODE
     done = [r for r in results if r["value"] is not None]
     print(f"[sweep] {len(done)} of {len(results)} trials finished; results: {out / 'sweep_results.json'}")
     return 0 if done else 1

@@ -7,11 +7,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from embedforge.cli.errors import one_line_errors
 from embedforge.cli.nested_glob import expand_nested_globs
 from embedforge.paths import CONF_DIR
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+@one_line_errors("train")
 def hydra_main(cfg: DictConfig) -> float | None:
     from embedforge.run_record import record_metric
     from embedforge.train.run import train
@@ -22,6 +24,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return record_metric(record, name)
 
 
+@one_line_errors("train")
 def main() -> None:
     sys.argv[1:] = expand_nested_globs(sys.argv[1:], CONF_DIR)  # experiment=glob(paper/ablation_*)
     hydra_main()

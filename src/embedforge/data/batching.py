@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DistributedSampler
 
+from embedforge.errors import ConfigError
+
 BATCHING_MODES = ("mixed", "same_source")
 
 
@@ -37,7 +39,7 @@ class SourceBatchSampler(DistributedSampler):
                  drop_last: bool = True, num_replicas: int = 1, rank: int = 0,
                  lengths: list[int] | None = None, length_window: int = 64):
         if mode not in BATCHING_MODES:
-            raise ValueError(f"data.batching: unknown mode '{mode}' (expected one of: {', '.join(BATCHING_MODES)})")
+            raise ConfigError(f"data.batching: unknown mode '{mode}' (expected one of: {', '.join(BATCHING_MODES)})")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} out of range for {num_replicas} replicas")
         self.source_ids = torch.as_tensor(source_ids, dtype=torch.long)
@@ -53,7 +55,7 @@ class SourceBatchSampler(DistributedSampler):
         if self.lengths is not None and len(self.lengths) != len(self.source_ids):
             raise ValueError(f"lengths: {len(self.lengths)} values for {len(self.source_ids)} records")
         if int(length_window) < 1:
-            raise ValueError(f"data.length_window: must be >= 1, got {length_window}")
+            raise ConfigError(f"data.length_window: must be >= 1, got {length_window}")
         self.length_window = int(length_window)
         self._yielded = 0        # batches handed out in the current pass
         self._skip_next = 0      # batches to skip at the start of the next pass (resume)

@@ -6,6 +6,8 @@ serves every task.
 
 from __future__ import annotations
 
+from embedforge.errors import ConfigError, DataError
+
 DEFAULT_QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {query}"
 
 # Instruction modes for ablations: the paper's instruction, none at all, or only a task-type prefix.
@@ -40,12 +42,12 @@ TASK_TYPE_PREFIXES = {
 
 def task_type_prefix(task_type: str | None) -> str:
     if not task_type:
-        raise ValueError("instruction mode 'task_type' needs the record's task_type")
+        raise DataError("instruction mode 'task_type' needs the record's task_type")
     if task_type in TASK_TYPE_PREFIXES:
         return TASK_TYPE_PREFIXES[task_type]
     if "Retrieval" in task_type or "Reranking" in task_type:  # mteb's Any2AnyRetrieval and the like
         return QUERY
-    raise ValueError(f"instruction mode 'task_type': no prefix known for task type {task_type!r} "
+    raise DataError(f"instruction mode 'task_type': no prefix known for task type {task_type!r} "
                      f"(known: {', '.join(TASK_TYPE_PREFIXES)})")
 
 
@@ -62,7 +64,7 @@ def format_query(query: str, instruction: str, template: str = DEFAULT_QUERY_TEM
     if mode == "task_type":
         return task_type_prefix(task_type) + query
     if mode != "instruction":
-        raise ValueError(f"data.instruction_mode: unknown mode '{mode}' (expected one of: {', '.join(INSTRUCTION_MODES)})")
+        raise ConfigError(f"data.instruction_mode: unknown mode '{mode}' (expected one of: {', '.join(INSTRUCTION_MODES)})")
     if not instruction.strip():
         return query
     return template.format(instruction=instruction.strip(), query=query)

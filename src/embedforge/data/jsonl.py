@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from embedforge.data.schema import Example, SchemaError
+from embedforge.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 OnError = Literal["fail", "skip"]
 
 
-class DataFileError(ValueError):
+class DataFileError(DataError):
     """Raised for a bad data file; the message names the file and line."""
 
 
@@ -71,7 +72,7 @@ def load_examples(path: str | Path, on_error: OnError = "fail") -> LoadReport:
     Blank lines are ignored.
     """
     if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+        raise ConfigError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path}: data file not found")

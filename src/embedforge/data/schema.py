@@ -15,6 +15,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from embedforge.errors import DataError
+
 # The paper's six synthetic task types (docs/method.md section 1). Public retrieval data uses "short_long".
 TASK_TYPES: tuple[str, ...] = (
     "short_long",  # retrieval: short query, long document
@@ -36,7 +38,7 @@ REQUIRED_FIELDS: tuple[str, ...] = (
 )
 
 
-class SchemaError(ValueError):
+class SchemaError(DataError):
     """A record does not follow the Example schema; the message says which field and why."""
 
 

@@ -20,6 +20,7 @@ from embedforge.decontam.eval_side import EvalItems
 from embedforge.decontam.ngrams import NgramIndex
 from embedforge.decontam.normalize import normalize, words
 from embedforge.decontam.train_side import TrainRecord, iter_records
+from embedforge.errors import ConfigError
 
 
 @dataclass
@@ -31,11 +32,11 @@ class CheckSettings:
 
     def check(self) -> None:
         if int(self.n) < 1:
-            raise ValueError(f"ngram.n: must be >= 1, got {self.n}")
+            raise ConfigError(f"ngram.n: must be >= 1, got {self.n}")
         if not 0 < float(self.threshold) <= 1:
-            raise ValueError(f"ngram.threshold: must be in (0, 1], got {self.threshold}")
+            raise ConfigError(f"ngram.threshold: must be in (0, 1], got {self.threshold}")
         if int(self.chunk_size) < 1:
-            raise ValueError(f"chunk_size: must be >= 1, got {self.chunk_size}")
+            raise ConfigError(f"chunk_size: must be >= 1, got {self.chunk_size}")
 
 
 class EvalIndex:
@@ -71,7 +72,7 @@ def clean_paths(paths: list[Path], clean_dir: Path) -> dict[Path, Path]:
     out = {p: clean_dir.resolve() / r.relative_to(common) for p, r in zip(paths, resolved)}
     clash = [str(p) for p, o in out.items() if o == p.resolve()]
     if clash:
-        raise ValueError(f"clean_dir: the cleaned copy would overwrite the input {clash[0]}")
+        raise ConfigError(f"clean_dir: the cleaned copy would overwrite the input {clash[0]}")
     return out
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedforge.errors import DataError
 from embedforge.eval import local_files as lf
 
 
-class EvalSideError(ValueError):
+class EvalSideError(DataError):
     """An evaluation task could not be read; the message names the task, file or config key."""
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Iterator
 
 from embedforge.data.schema import SchemaError, validate_record
+from embedforge.errors import ConfigError
 
 FIELDS = ("query", "positive", "negatives", "instruction")
 
 
-class TrainSideError(ValueError):
+class TrainSideError(ConfigError):
     """The training side is misconfigured (no files, unknown field); the message names the key."""
 
 

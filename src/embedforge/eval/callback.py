@@ -15,6 +15,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from embedforge.errors import ConfigError
 from embedforge.eval.instructions import InstructionPolicy
 from embedforge.eval.results import main_score
 
@@ -26,9 +27,9 @@ class MTEBEvalCallback(pl.Callback):
                  batch_size: int = 32, max_length: int = 512, instructions: dict[str, Any] | None = None,
                  at_train_end: bool = True, out_dir: str | None = None, wait_timeout_s: float = 6 * 3600):
         if not tasks:
-            raise ValueError("callbacks.mteb_eval.tasks: give at least one task (folder or MTEB name)")
+            raise ConfigError("callbacks.mteb_eval.tasks: give at least one task (folder or MTEB name)")
         if every_n_steps is not None and int(every_n_steps) < 0:
-            raise ValueError(f"callbacks.mteb_eval.every_n_steps must be >= 0 (0 = only at the end), got {every_n_steps}")
+            raise ConfigError(f"callbacks.mteb_eval.every_n_steps must be >= 0 (0 = only at the end), got {every_n_steps}")
         self.task_refs = list(tasks)
         self.every_n_steps = int(every_n_steps or 0)
         self.data_dir = data_dir

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from embedforge.errors import ConfigError
+
 
 def encoder_for_evaluation(cfg: DictConfig):
     """The encoder to evaluate (`checkpoint`, or model/lora/pooling), on `device`."""
@@ -13,7 +15,7 @@ def encoder_for_evaluation(cfg: DictConfig):
 
     own_length = cfg.get("encoder_max_length")
     if own_length is not None and (not isinstance(own_length, int) or own_length <= 0):  # before the slow load
-        raise ValueError(f"encoder_max_length: must be a positive integer or null, got {own_length!r}")
+        raise ConfigError(f"encoder_max_length: must be a positive integer or null, got {own_length!r}")
     ckpt = cfg.get("checkpoint")
     encoder = encoder_from_config(cfg, hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
     if own_length is not None:  # a folder keeps its training length (often short to save compute)
@@ -30,9 +32,9 @@ def resolve_device(name: str | None):
     try:
         device = torch.device(str(name))
     except RuntimeError as exc:
-        raise ValueError(f"device: unknown device {name!r} ({exc})") from None
+        raise ConfigError(f"device: unknown device {name!r} ({exc})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} asked for, but torch sees no CUDA GPU (use device=cpu or auto)")
+        raise ConfigError(f"device: {name!r} asked for, but torch sees no CUDA GPU (use device=cpu or auto)")
     return device
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE, INSTRUCTION_MODES, format_query
+from embedforge.errors import ConfigError
 
 
 @dataclass
@@ -26,9 +27,9 @@ class InstructionPolicy:
 
     def __post_init__(self):
         if self.mode not in INSTRUCTION_MODES:
-            raise ValueError(f"instructions.mode: unknown mode {self.mode!r} (expected one of {', '.join(INSTRUCTION_MODES)})")
+            raise ConfigError(f"instructions.mode: unknown mode {self.mode!r} (expected one of {', '.join(INSTRUCTION_MODES)})")
         if "{query}" not in self.template:
-            raise ValueError(f"instructions.template must contain '{{query}}', got {self.template!r}")
+            raise ConfigError(f"instructions.template must contain '{{query}}', got {self.template!r}")
 
     @classmethod
     def from_config(cls, cfg: Any | None) -> "InstructionPolicy":
@@ -40,7 +41,7 @@ class InstructionPolicy:
             cfg = OmegaConf.to_container(cfg, resolve=True)
         unknown = set(cfg) - {"mode", "template", "by_task", "by_type", "normalize_by_type"}
         if unknown:
-            raise ValueError(f"instructions: unknown keys {sorted(unknown)}")
+            raise ConfigError(f"instructions: unknown keys {sorted(unknown)}")
         return cls(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items() if v is not None})
 
     @classmethod

@@ -10,6 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from embedforge.errors import ConfigError
 from embedforge.eval.inputs import encoder_for_evaluation, instruction_policy
 
 log = logging.getLogger("embedforge.evaluate")
@@ -19,11 +20,11 @@ def run(cfg: DictConfig) -> Path:
     """Run the configured evaluation; return the path of its machine-readable summary."""
     mode = cfg.eval.get("mode", "mteb")
     if mode not in ("mteb", "passkey"):
-        raise ValueError(f"eval.mode: unknown mode {mode!r} (expected mteb or passkey)")
+        raise ConfigError(f"eval.mode: unknown mode {mode!r} (expected mteb or passkey)")
     instruction_policy(cfg)  # config errors before the (slow) model load
     truncate_dim = cfg.eval.get("truncate_dim")
     if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim <= 0):
-        raise ValueError(f"eval.truncate_dim: must be a positive integer or null, got {truncate_dim!r}")
+        raise ConfigError(f"eval.truncate_dim: must be a positive integer or null, got {truncate_dim!r}")
     if cfg.get("torch_threads"):
         import torch
 
@@ -93,8 +94,7 @@ def record_evaluation(cfg: DictConfig, described: dict, trained_with: dict, poli
     `item_scores` (eval.save_item_scores): per task, what report/bootstrap.py resamples."""
     import json
 
-    from embedforge.run_record import build_run_record, write_run_record
-    from embedforge.train.loggers import redact
+    from embedforge.run_record import build_run_record, redact, write_run_record
 
     folder = cfg.get("record_dir")
     if not folder:

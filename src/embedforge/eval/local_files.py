@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from embedforge.data.jsonl import iter_json_lines
+from embedforge.errors import DataError
 
 LOCAL_TASK_TYPES = ("STS", "Classification", "PairClassification", "BitextMining", "Retrieval")
 
 
-class LocalTaskError(ValueError):
+class LocalTaskError(DataError):
     """A local task folder or one of its files is missing or malformed; the message says where."""
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from embedforge.errors import ConfigError
+
 
 def resolve_workers(value, device: str | None) -> int:
     if value in (None, "", 1):
@@ -25,7 +27,7 @@ def resolve_workers(value, device: str | None) -> int:
         on_gpu = device in (None, "auto") or str(device).startswith("cuda")
         return max(1, torch.cuda.device_count()) if on_gpu else 1
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"eval.workers: must be a positive integer or auto, got {value!r}")
+        raise ConfigError(f"eval.workers: must be a positive integer or auto, got {value!r}")
     return value
 
 

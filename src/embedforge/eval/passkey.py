@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embedforge.errors import ConfigError
+
 # Our own filler: bland, repetitive, and free of names and numbers, so only the needle is distinctive.
 FILLER = ("The grass is green. The sky is blue. The sun is warm. Here we go. There and back again. "
           "The river runs past the old mill and the birds sing in the trees. ")
@@ -48,7 +50,7 @@ def _n_tokens(tokenizer, text: str) -> int:
 def build_set(tokenizer, length: int, n_docs: int = 100, n_queries: int = 50, seed: int = 0) -> PasskeySet:
     """Documents of at most `length` tokens (special tokens and appended EOS included)."""
     if n_queries > n_docs:
-        raise ValueError(f"passkey: n_queries ({n_queries}) must not exceed n_docs ({n_docs})")
+        raise ConfigError(f"passkey: n_queries ({n_queries}) must not exceed n_docs ({n_docs})")
     rng = random.Random(f"{seed}-{length}")
     names = rng.sample([f"{f} {l}" for f in FIRST for l in LAST], n_docs)
     filler_words = FILLER.split()

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedforge.errors import ConfigError
 from embedforge.eval.instructions import InstructionPolicy
 from embedforge.eval.local_files import read_task_json
 from embedforge.eval.local_tasks import is_local_task, load_local_task
@@ -24,7 +25,7 @@ from embedforge.eval.results import main_score
 log = logging.getLogger(__name__)
 
 
-class TaskResolutionError(ValueError):
+class TaskResolutionError(ConfigError):
     """A task reference could not be resolved; the message names it and the config key."""
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from embedforge.errors import ServiceError
 
-class HubUploadError(RuntimeError):
+
+class HubUploadError(ServiceError):
     """The upload failed; the message names the repo id and says that the local export is complete."""
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from embedforge.data.formatting import TASK_TYPE_PREFIXES, format_query
+from embedforge.errors import ConfigError
 from embedforge.eval.instructions import InstructionPolicy
 
 QUERY_PLACEHOLDER = "\x00query\x00"  # stands in for the text, to cut the rendered template at it
 
 
-class PromptExportError(ValueError):
+class PromptExportError(ConfigError):
     """The instruction format cannot be written as a sentence-transformers prompt."""
 
 
@@ -88,13 +89,13 @@ def mteb_tasks(names: list[str] | None, benchmark: str | None) -> list[TaskInfo]
         try:
             bench = mteb.get_benchmark(benchmark)
         except (KeyError, ValueError) as exc:
-            raise ValueError(f"prompts.benchmark: unknown mteb benchmark {benchmark!r} ({exc})") from None
+            raise ConfigError(f"prompts.benchmark: unknown mteb benchmark {benchmark!r} ({exc})") from None
         for task in bench.tasks:
             found[task.metadata.name] = TaskInfo(task.metadata.name, task.metadata.type, task.metadata)
     for name in names or []:
         try:
             task = mteb.get_task(name)
         except (KeyError, ValueError) as exc:
-            raise ValueError(f"prompts.tasks: unknown mteb task {name!r} ({exc})") from None
+            raise ConfigError(f"prompts.tasks: unknown mteb task {name!r} ({exc})") from None
         found[task.metadata.name] = TaskInfo(task.metadata.name, task.metadata.type, task.metadata)
     return list(found.values())

@@ -12,16 +12,26 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RECORD_FILE = "run_record.json"  # the training and evaluation run record (embedforge.run_record)
+from embedforge.errors import DataError
+from embedforge.run_record import RECORD_FILE, RunRecordError, read_run_record
 
 log = logging.getLogger(__name__)
 
 
-class RecordError(ValueError):
+class RecordError(DataError):
     """A run record named in the config is missing or malformed; the message names the file."""
 
 
+def read_record(path: Path, key: str) -> dict:
+    """A run record named by config key `key` (embedforge.run_record's reader; errors name the key)."""
+    try:
+        return read_run_record(path)
+    except RunRecordError as exc:
+        raise RecordError(f"{key}: {exc}") from None
+
+
 def read_json(path: Path, key: str) -> dict:
+    """A summary.json or other score file ({task: score x 100})."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -62,11 +72,13 @@ def scores_from(path: Path, key: str) -> dict[str, float]:
                 break
         else:
             raise RecordError(f"{key}: {path} holds neither {RECORD_FILE} nor summary.json")
-    data = read_json(path, key)
     if path.name == RECORD_FILE:
+        data = read_record(path, key)
         if data.get("kind") != "evaluate":
             raise RecordError(f"{key}: {path} is a {data.get('kind')!r} record, not an evaluation record")
         data = data.get("results") or {}
+    else:
+        data = read_json(path, key)
     bad = [k for k, v in data.items() if not isinstance(v, (int, float))]
     if bad:
         raise RecordError(f"{key}: {path}: scores must be numbers; not for {bad[:3]}")
@@ -80,8 +92,8 @@ def evaluations_of(run_id: str | None, runs_root: Path | None) -> list[Path]:
     found = []
     for path in sorted((runs_root / "evaluate").glob(f"*/{RECORD_FILE}")):
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            record = read_run_record(path)
+        except RunRecordError as exc:
             log.warning("skipping unreadable evaluation record %s: %s", path, exc)
             continue
         if record.get("kind") == "evaluate" and record.get("evaluated") == run_id:

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE
+from embedforge.errors import ConfigError
 from embedforge.eval.instructions import InstructionPolicy
 from embedforge.export.model_card import render_model_card
 from embedforge.export.prompts import build_prompts, mteb_tasks
-from embedforge.export.records import RecordError, collect_scores, evaluations_of, find_training_record, read_json
+from embedforge.export.records import RecordError, collect_scores, evaluations_of, find_training_record, read_record
 from embedforge.export.tokenizer import check_token_ids, exported_tokenizer
 from embedforge.model.encoder import ENCODER_FILE
 
@@ -45,7 +46,7 @@ VERIFY_TEXTS = ["A man is playing a guitar.", "how do plants make glucose from s
                 " ".join(["a long input that is truncated"] * 120)]
 
 
-class ExportError(RuntimeError):
+class ExportError(ConfigError, RuntimeError):
     """The export cannot be done as configured; the message names the config key."""
 
 
@@ -155,7 +156,7 @@ def export_encoder(source: str | Path, out_dir: str | Path, *, dtype: str = "flo
 
     # Training record and scores first: a wrong path fails before the (slow) model load.
     record_path = Path(run_record) if run_record else find_training_record(source)
-    record = read_json(record_path, "model_card.run_record") if record_path else None
+    record = read_record(record_path, "model_card.run_record") if record_path else None
     score_files = [Path(p) for p in scores or []]
     if find_evaluations and record is not None:
         score_files = evaluations_of(record.get("run_id"), record_path.parent.parent.parent) + score_files

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 
+from embedforge.errors import ServiceError
 from embedforge.model.tokenize import ensure_pad_token, token_ids
 
 CACHE_ATTRIBUTE = "_embedforge_appends_end"  # tokenize.py caches its probe here
@@ -26,7 +27,7 @@ PROBE_TEXTS = [
 ]
 
 
-class TokenizerExportError(RuntimeError):
+class TokenizerExportError(ServiceError):
     """The tokenizer cannot be made to reproduce our token ids."""
 
 

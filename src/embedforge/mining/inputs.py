@@ -17,13 +17,14 @@ from pathlib import Path
 
 from embedforge.data.jsonl import load_examples
 from embedforge.data.schema import Example
+from embedforge.errors import DataError
 from embedforge.eval import local_files as lf
 from embedforge.eval.local_files import LocalTaskError
 
 log = logging.getLogger(__name__)
 
 
-class MiningInputError(ValueError):
+class MiningInputError(DataError):
     """The mining input is missing or malformed; the message names the file (and line)."""
 
 

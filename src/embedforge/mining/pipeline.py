@@ -12,6 +12,7 @@ import numpy as np
 
 from embedforge.data.formatting import INSTRUCTION_MODES, format_query
 from embedforge.data.schema import Example
+from embedforge.errors import ConfigError, MissingFileError
 from embedforge.mining.cache import EmbeddingCache, cache_key
 from embedforge.mining.inputs import MiningInput, file_sha256, read_beir, read_records
 from embedforge.mining.search import IndexSettings, build_index, search
@@ -47,23 +48,23 @@ class MineSettings:
         from embedforge.data.schema import TASK_TYPES
 
         if not self.input.exists():
-            raise ValueError(f"input: {self.input} does not exist (a BEIR folder or a schema JSONL file)")
+            raise MissingFileError(f"input: {self.input} does not exist (a BEIR folder or a schema JSONL file)")
         if self.input.is_dir() and self.corpus is not None:
-            raise ValueError("corpus: only for a JSONL input (a BEIR folder brings its own corpus.jsonl)")
+            raise ConfigError("corpus: only for a JSONL input (a BEIR folder brings its own corpus.jsonl)")
         if self.corpus is not None and not self.corpus.is_file():
-            raise ValueError(f"corpus: {self.corpus} is not a file")
+            raise MissingFileError(f"corpus: {self.corpus} is not a file")
         if self.on_error not in ("fail", "skip"):
-            raise ValueError(f"on_error: must be fail or skip, got {self.on_error!r}")
+            raise ConfigError(f"on_error: must be fail or skip, got {self.on_error!r}")
         if self.query_mode not in INSTRUCTION_MODES:
-            raise ValueError(f"query.mode: unknown mode {self.query_mode!r} (expected one of: {', '.join(INSTRUCTION_MODES)})")
+            raise ConfigError(f"query.mode: unknown mode {self.query_mode!r} (expected one of: {', '.join(INSTRUCTION_MODES)})")
         if self.task_type not in TASK_TYPES:
-            raise ValueError(f"record.task_type: unknown task type {self.task_type!r} (expected one of: {', '.join(TASK_TYPES)})")
+            raise ConfigError(f"record.task_type: unknown task type {self.task_type!r} (expected one of: {', '.join(TASK_TYPES)})")
         if int(self.batch_size) < 1:
-            raise ValueError(f"encode.batch_size: must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"encode.batch_size: must be >= 1, got {self.batch_size}")
         if self.max_length is not None and int(self.max_length) < 2:
-            raise ValueError(f"encode.max_length: must be >= 2 or null, got {self.max_length}")
+            raise ConfigError(f"encode.max_length: must be >= 2 or null, got {self.max_length}")
         if self.out.resolve() == self.input.resolve():
-            raise ValueError(f"out: {self.out} would overwrite the input")
+            raise ConfigError(f"out: {self.out} would overwrite the input")
         self.select.check("negatives")
         self.index.check("index")
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embedforge.errors import ConfigError
+
 INDEX_TYPES = ("flat", "ivf", "hnsw")
 
 
@@ -23,12 +25,12 @@ class IndexSettings:
 
     def check(self, key: str = "index") -> None:
         if self.type not in INDEX_TYPES:
-            raise ValueError(f"{key}.type: unknown index {self.type!r} (expected one of: {', '.join(INDEX_TYPES)})")
+            raise ConfigError(f"{key}.type: unknown index {self.type!r} (expected one of: {', '.join(INDEX_TYPES)})")
         for name in ("ivf_nprobe", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{key}.{name}: must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{key}.{name}: must be >= 1, got {getattr(self, name)}")
         if self.ivf_nlist is not None and int(self.ivf_nlist) < 1:
-            raise ValueError(f"{key}.ivf_nlist: must be >= 1 or null, got {self.ivf_nlist}")
+            raise ConfigError(f"{key}.ivf_nlist: must be >= 1 or null, got {self.ivf_nlist}")
 
 
 def build_index(vectors: np.ndarray, settings: IndexSettings | None = None):

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embedforge.errors import ConfigError
+
 SAMPLE_MODES = ("random", "top")
 
 
@@ -26,17 +28,17 @@ class SelectSettings:
 
     def check(self, key: str = "negatives") -> None:
         if int(self.rank_start) < 1:
-            raise ValueError(f"{key}.rank_start: must be >= 1, got {self.rank_start}")
+            raise ConfigError(f"{key}.rank_start: must be >= 1, got {self.rank_start}")
         if int(self.rank_end) < int(self.rank_start):
-            raise ValueError(f"{key}.rank_end: must be >= {key}.rank_start ({self.rank_start}), got {self.rank_end}")
+            raise ConfigError(f"{key}.rank_end: must be >= {key}.rank_start ({self.rank_start}), got {self.rank_end}")
         if int(self.num_negatives) < 1:
-            raise ValueError(f"{key}.num_negatives: must be >= 1, got {self.num_negatives}")
+            raise ConfigError(f"{key}.num_negatives: must be >= 1, got {self.num_negatives}")
         if self.sample not in SAMPLE_MODES:
-            raise ValueError(f"{key}.sample: unknown mode {self.sample!r} (expected one of: {', '.join(SAMPLE_MODES)})")
+            raise ConfigError(f"{key}.sample: unknown mode {self.sample!r} (expected one of: {', '.join(SAMPLE_MODES)})")
         if self.margin is not None and float(self.margin) < 0:
-            raise ValueError(f"{key}.margin: must be >= 0 or null, got {self.margin}")
+            raise ConfigError(f"{key}.margin: must be >= 0 or null, got {self.margin}")
         if self.max_score_ratio is not None and not 0 < float(self.max_score_ratio) <= 1:
-            raise ValueError(f"{key}.max_score_ratio: must be in (0, 1] or null, got {self.max_score_ratio}")
+            raise ConfigError(f"{key}.max_score_ratio: must be in (0, 1] or null, got {self.max_score_ratio}")
 
 
 @dataclass

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
+from embedforge.errors import ServiceError
 from embedforge.paths import CACHE_DIR, building_folder
 
 EMBEDDED_PREFIX = "embedded:"
 TINY_PREFIX = "tiny:"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ServiceError):
     """The model could not be loaded; the message says why and what to do."""
 
 
@@ -143,7 +144,7 @@ GGUF_MODELS = {
 }
 
 
-class GGUFError(RuntimeError):
+class GGUFError(ServiceError):
     """The GGUF file or a package it needs is missing; the message says what to install."""
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from embedforge.errors import ConfigError
+
 POOLING_MODES = ("last_token", "mean", "weighted_mean", "cls")
 
 
@@ -33,7 +35,7 @@ class Pooling(nn.Module):
     def __init__(self, mode: str):
         super().__init__()
         if mode not in POOLING_MODES:
-            raise ValueError(f"pooling.mode: unknown pooling '{mode}' (expected one of: {', '.join(POOLING_MODES)})")
+            raise ConfigError(f"pooling.mode: unknown pooling '{mode}' (expected one of: {', '.join(POOLING_MODES)})")
         self.mode = mode
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

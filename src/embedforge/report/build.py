@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from embedforge.errors import ConfigError
 from embedforge.report.categories import TaskTypes
 from embedforge.report.paper import Paper, load_paper
 from embedforge.report.plot import plot_deltas
@@ -43,7 +44,7 @@ def collect(settings: ReportSettings, paper: Paper) -> Collected:
     if settings.wandb_project:
         return collect_wandb(settings.wandb_project, known, labels, settings.wandb_filters)
     if not settings.runs:
-        raise ValueError("runs: empty; give run folders/globs (runs=[runs/paper_*/*,runs/evaluate/*]) or wandb.project")
+        raise ConfigError("runs: empty; give run folders/globs (runs=[runs/paper_*/*,runs/evaluate/*]) or wandb.project")
     return collect_records(settings.runs, known, labels, settings.on_error)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedforge.errors import DataError
+
 PAPER_FILE = Path(__file__).with_name("paper_results.yaml")
 
 
@@ -48,10 +50,10 @@ def load_paper(path: str | Path = PAPER_FILE) -> Paper:
               for k, v in data["table5"].items()}
     for key, row in table5.items():
         if row.base not in table1:
-            raise ValueError(f"{path}: table5.{key}.base: {row.base!r} is not a table1 row")
+            raise DataError(f"{path}: table5.{key}.base: {row.base!r} is not a table1 row")
     for key, row in table1.items():
         missing = [c for c in [*data["categories"], "average"] if c not in row.scores]
         if missing:
-            raise ValueError(f"{path}: table1.{key}.scores lacks {missing}")
+            raise DataError(f"{path}: table1.{key}.scores lacks {missing}")
     return Paper(source=data["source"], n_tasks=int(data["n_tasks"]), categories=list(data["categories"]),
                  table1=table1, table5=table5)

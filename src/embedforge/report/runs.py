@@ -21,16 +21,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedforge.errors import DataError
 from embedforge.report.versions import merge_versions
+from embedforge.run_record import RECORD_FILE, RunRecordError, read_run_record
 
 log = logging.getLogger(__name__)
 
-RECORD_FILE = "run_record.json"
 SUMMARY_FILE = "summary.json"
 ROW_TAG = "row:"
 
 
-class ReportInputError(ValueError):
+class ReportInputError(DataError):
     """An input is missing or malformed; the message names the file (and line) or the config key."""
 
 
@@ -90,6 +91,12 @@ def row_key(config: dict | None, tags: list | None, run_name: str | None, known:
 
 
 def _read(path: Path) -> dict:
+    """A summary.json as JSON; any other file is a run record (embedforge.run_record reads it)."""
+    if path.name != SUMMARY_FILE:
+        try:
+            return read_run_record(path)
+        except RunRecordError as exc:
+            raise ReportInputError(str(exc)) from None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

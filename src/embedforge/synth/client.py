@@ -22,6 +22,7 @@ from typing import Any
 
 import openai
 
+from embedforge.errors import ServiceError
 from embedforge.synth.ratelimit import RateLimiter
 from embedforge.synth.settings import ClientSettings, SynthConfigError
 from embedforge.synth.store import CachedResponse
@@ -34,7 +35,7 @@ class RequestFailed(RuntimeError):
     """One request failed for good (retries exhausted or a non-retryable error)."""
 
 
-class FatalAPIError(RuntimeError):
+class FatalAPIError(ServiceError):
     """The endpoint refuses every request (bad key, no access, unknown model/URL): stop the run."""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from embedforge.data.schema import validate_record
+from embedforge.errors import ServiceError
 from embedforge.synth import schemas
 from embedforge.synth.client import ChatClient, FatalAPIError, RequestFailed, read_api_key
 from embedforge.synth.parsing import (
@@ -51,7 +52,7 @@ EXAMPLES_FILE, REJECTS_FILE, REPORT_FILE, TASKS_FILE = (
 PARTIAL_FILES = ("examples.partial.jsonl", "rejects.partial.jsonl", "report.partial.json")
 
 
-class BrainstormFailed(RuntimeError):
+class BrainstormFailed(ServiceError):
     """Step 1 could not complete; the task pools would differ on resume, so the run stops."""
 
 

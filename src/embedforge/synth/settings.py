@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from embedforge.errors import ConfigError
 from embedforge.synth.taxonomy import BRAINSTORM_TYPES, TASK_TYPES, XLMR_LANGUAGES
 
 
-class SynthConfigError(ValueError):
+class SynthConfigError(ConfigError):
     """A generate-config value is wrong; the message starts with the dotted key at fault."""
 
 

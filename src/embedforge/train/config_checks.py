@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from embedforge.errors import ConfigError
 from embedforge.losses import build_loss
 from embedforge.model.builder import INIT_MODES, lora_settings
 from embedforge.model.pooling import POOLING_MODES
 from embedforge.data.sources.checks import check_data_config
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(ConfigError):
     """A training config value is wrong; the message starts with the config key."""
 
 

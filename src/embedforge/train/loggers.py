@@ -13,19 +13,6 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 log = logging.getLogger(__name__)
 
-SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password")
-
-
-def redact(obj):
-    """Drop values under keys that look like credentials before a config is logged anywhere."""
-    if isinstance(obj, dict):
-        return {k: ("<redacted>" if any(m in str(k).lower() for m in SECRET_MARKERS) and not str(k).endswith("_env")
-                    else redact(v)) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact(v) for v in obj]
-    return obj
-
-
 def wandb_has_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from embedforge.errors import ConfigError
+
 
 def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
     """Factor (step + 1) / warmup during warmup (reaching 1 at its last step), then (total - step) /
@@ -26,7 +28,7 @@ def adamw(params, lr: float, weight_decay: float, betas=(0.9, 0.999), eps: float
     standard for transformers. Frozen parameters are left out."""
     params = [p for p in params if p.requires_grad]
     if not params:
-        raise ValueError("optimizer: the model has no trainable parameters (check the lora group and model.init_from)")
+        raise ConfigError("optimizer: the model has no trainable parameters (check the lora group and model.init_from)")
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -15,10 +15,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from embedforge.model.builder import load_tokenizer, settings_from_config
 from embedforge.model.encoder import ENCODER_FILE
-from embedforge.run_record import RECORD_FILE, build_run_record, environment, write_run_record
+from embedforge.run_record import RECORD_FILE, build_run_record, environment, redact, write_run_record
 from embedforge.train.config_checks import TrainConfigError, check_global_batch, check_train_config, global_batch
 from embedforge.train.datamodule import EmbeddingDataModule
-from embedforge.train.loggers import build_logger, redact
+from embedforge.train.loggers import build_logger
 from embedforge.train.module import EmbeddingModule, effective_checkpointing
 from embedforge.train.precision import resolve_precision
 

@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from embedforge.data.schema import Example, SchemaError, validate_record
+from embedforge.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 COMMON_KEYS = ("type", "ratio", "max_examples", "instruction", "task_type", "language", "max_negatives")
 
 
-class SourceError(ValueError):
+class SourceError(DataError):
     """A source cannot be read as configured; the message names the source and the config key."""
 
 

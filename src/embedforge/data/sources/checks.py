@@ -10,9 +10,10 @@ from embedforge.data.formatting import INSTRUCTION_MODES
 from embedforge.data.sources import COMMON_KEYS, SOURCE_TYPES, TYPE_KEYS
 from embedforge.data.sources.files import expand_files
 from embedforge.data.sources.layouts import LAYOUTS
+from embedforge.errors import ConfigError
 
 
-class DataConfigError(ValueError):
+class DataConfigError(ConfigError):
     pass
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from embedforge.errors import DataError
+
 LAYOUTS = ("columns", "ms_marco")
 
 
-class RowError(ValueError):
+class RowError(DataError):
     """A row that does not fit its layout; the message says which column and why."""
 
 

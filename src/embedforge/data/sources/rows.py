@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from embedforge.data.jsonl import iter_json_lines
+from embedforge.errors import ServiceError
 
 Row = tuple[str, Any, str | None]  # (where, row or None, reason it could not be read or None)
 
@@ -36,7 +37,7 @@ def file_columns(files: list[Path]) -> list[str] | None:
     return None
 
 
-class HubUnavailable(RuntimeError):
+class HubUnavailable(ServiceError):
     pass
 
 

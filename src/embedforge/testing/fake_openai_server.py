@@ -23,7 +23,7 @@ transient faults (429, 500, stall) are drawn per (key, attempt), so retries can 
 content faults (invalid_json, truncated, wrong_keys, constant) per key only, so the same prompt
 always gets the same bad reply (as a cached reply would be): runs stay comparable across restarts.
 
-    python -m embedforge.synth.fake_server --port 8011 --latency 0.2 --fault 500=0.2 --fault 429=0.1
+    python -m embedforge.testing.fake_openai_server --port 8011 --latency 0.2 --fault 500=0.2 --fault 429=0.1
 """
 
 from __future__ import annotations
