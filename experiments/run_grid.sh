@@ -17,12 +17,14 @@
 # runs write, default runs), RECORDS (default experiments/<grid>/records), DRY_RUN=1 (print the
 # commands, run nothing), SEEDS (e.g. "1 2 3": each trained row once per seed, `seed=<s>`, records under
 # <row>/seed<s>/, runs under $RUNS/seed<s>/; embedforge-report pools a row's seeds; empty = one run with the
-# config's seed, records under <row>/).
+# config's seed, records under <row>/), DECONTAM_TRAIN (the grid's training files as a Hydra list, e.g.
+# '[data/demo/train/*.jsonl,data/x.jsonl]': before any row, embedforge-decontam checks them against the
+# evaluation tasks (TASKS) into <records>/decontam.json, which embedforge-report links; once per grid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grid=$1; shift
 : "${TASKS:=}" "${EVAL_LENGTH:=}" "${EVAL_ARGS:=}" "${BASE_ARGS:=}" "${TRAIN_ONLY:=}" "${TRAIN_ARGS:=}"
-: "${SEEDS:=}" "${EMBEDFORGE_BIN:=}" "${PYTHON:=python3}" "${RUNS:=runs}" "${RECORDS:=experiments/$grid/records}" "${DRY_RUN:=}"
+: "${SEEDS:=}" "${DECONTAM_TRAIN:=}" "${EMBEDFORGE_BIN:=}" "${PYTHON:=python3}" "${RUNS:=runs}" "${RECORDS:=experiments/$grid/records}" "${DRY_RUN:=}"
 bin=${EMBEDFORGE_BIN:+${EMBEDFORGE_BIN%/}/}
 eval_args=()
 [[ -n $TASKS ]] && eval_args+=("eval.tasks=$TASKS")
@@ -82,6 +84,17 @@ train_and_evaluate() {  # row, its record folder, the runs folder, then more emb
     evaluate "$row" "$rec" "checkpoint=$encoder"
   fi
 }
+
+if [[ -n $DECONTAM_TRAIN && ! -f $records/decontam.json ]]; then  # the training data vs what the grid evaluates
+  dc_tmp=$RUNS/decontam_${grid}.DRYRUN
+  if [[ -z $DRY_RUN ]]; then mkdir -p "$RUNS"; dc_tmp=$(mktemp -d "$RUNS/decontam_${grid}.XXXX"); fi
+  dc_tasks=()
+  [[ -n $TASKS ]] && dc_tasks+=("eval.tasks=$TASKS")
+  run "${bin}embedforge-decontam" "train=$DECONTAM_TRAIN" "eval.data_dir=${EMBEDFORGE_EVAL_DATA:-../shared/data/eval}" \
+    "${dc_tasks[@]}" max_listed_matches=100 "output=$dc_tmp/decontam.json" "hydra.run.dir=$dc_tmp/hydra"
+  run mkdir -p "$records"
+  run cp "$dc_tmp/decontam.json" "$records/"
+fi
 
 for row in "$@"; do
   start=$(date +%s)

@@ -95,3 +95,4 @@ def test_report_pools_seeds_and_prints_intervals(tmp_path):
     md = out["markdown"].read_text()
     line = next(x for x in md.splitlines() if x.startswith("| better |"))
     assert f"[{found['better']['low']:+.2f}, {found['better']['high']:+.2f}]" in line and "| 3 / 3 |" in line
+

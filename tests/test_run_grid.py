@@ -73,6 +73,16 @@ def test_seeds_run_each_trained_row_once_per_seed_in_its_own_folders(tmp_path):
     assert sum("embedforge-evaluate" in line for line in lines) == 3  # base once, the chain's stage 2 per seed
 
 
+def test_decontam_runs_once_before_the_rows(tmp_path):
+    env = _env(tmp_path, DRY_RUN="1", DECONTAM_TRAIN="[data/demo/train/*.jsonl]", TASKS="[STSBenchmark]")
+    lines = _grid(env, "base", "pretrain").stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if "embedforge-" in line)
+    assert "embedforge-decontam" in lines[first] and "eval.tasks=\\[STSBenchmark\\]" in lines[first]
+    assert sum("embedforge-decontam" in line for line in lines) == 1
+    assert any(line.endswith(f"{tmp_path / 'records'}/ ") or f"{tmp_path / 'records'}/" in line
+               for line in lines if line.startswith("cp ") and "decontam.json" in line)
+
+
 @pytest.mark.slow
 def test_a_fresh_grid_runs_a_two_stage_chain_and_resumes(tmp_path, has_console_scripts):
     env = _env(tmp_path)

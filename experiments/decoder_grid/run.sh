@@ -12,6 +12,7 @@ export EMBEDFORGE_EVAL_DATA=${EMBEDFORGE_EVAL_DATA:-../shared/data/eval}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=${WANDB_MODE:-offline} HF_HUB_OFFLINE=1
 
 TASKS='[STSBenchmark,Banking77Classification]' EVAL_LENGTH=128 BASE_ARGS='model=smollm2-135m pooling=last_token lora=none' \
+  DECONTAM_TRAIN='[data/demo/train/*.jsonl]' \
   experiments/run_grid.sh decoder_grid base
 TASKS='[STSBenchmark]' EVAL_LENGTH=128 \
   experiments/run_grid.sh decoder_grid default pooling_mean no_instruction lora_r8
@@ -19,4 +20,5 @@ TASKS='[STSBenchmark]' EVAL_LENGTH=128 TRAIN_ONLY=pretrain OMP_NUM_THREADS=2 \
   experiments/run_grid.sh decoder_grid pretrain pretrain_then_default
 
 .venv/bin/embedforge-report 'runs=[experiments/decoder_grid/records/*/*]' baseline=default \
-  "data_dirs=[$EMBEDFORGE_EVAL_DATA]" output_dir=experiments/decoder_grid 'title="Decoder grid: SmolLM2-135M + LoRA, beside the paper"'
+  "data_dirs=[$EMBEDFORGE_EVAL_DATA]" output_dir=experiments/decoder_grid 'title="Decoder grid: SmolLM2-135M + LoRA, beside the paper"' \
+  'decontam=[experiments/decoder_grid/records/decontam.json]'

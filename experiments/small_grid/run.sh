@@ -20,6 +20,7 @@ case ${LANE:-} in
   *) rows=("${lane1[@]}" "${lane2[@]}") ;;
 esac
 TASKS='[SciFact,STSBenchmark,Banking77Classification]' EVAL_LENGTH=256 TRAIN_ONLY=pretrain \
+DECONTAM_TRAIN='[data/demo/train/*.jsonl,data/scifact_train_mined.jsonl]' \
 BASE_ARGS='model=minilm-l6 pooling=mean lora=none instructions.mode=none' \
   experiments/run_grid.sh small_grid "${rows[@]}"
 
@@ -30,4 +31,5 @@ BASE_ARGS='model=minilm-l6 pooling=mean lora=none instructions.mode=none' \
   experiments/run_grid.sh small_grid base_instructions
 
 [[ -n ${LANE:-} ]] || .venv/bin/embedforge-report 'runs=[experiments/small_grid/records/*/*]' baseline=default \
-  "data_dirs=[$EMBEDFORGE_EVAL_DATA]" output_dir=experiments/small_grid 'title="Small grid: all-MiniLM-L6-v2 + LoRA, beside the paper"'
+  "data_dirs=[$EMBEDFORGE_EVAL_DATA]" output_dir=experiments/small_grid 'title="Small grid: all-MiniLM-L6-v2 + LoRA, beside the paper"' \
+  'decontam=[experiments/small_grid/records/decontam.json]'

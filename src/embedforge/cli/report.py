@@ -36,7 +36,8 @@ def settings_from_cfg(cfg: DictConfig):
         runs=runs, wandb_project=wandb.get("project"), wandb_filters=wandb.get("filters"), baseline=raw.get("baseline"),
         labels=dict(raw.get("labels") or {}), task_types=dict(raw.get("task_types") or {}),
         data_dirs=[Path(hydra.utils.to_absolute_path(str(d))) for d in raw.get("data_dirs") or []],
-        on_error=str(raw.get("on_error", "fail")), title=str(raw.get("title") or "Results beside the paper"))
+        on_error=str(raw.get("on_error", "fail")), title=str(raw.get("title") or "Results beside the paper"),
+        decontam=[hydra.utils.to_absolute_path(str(p)) for p in raw.get("decontam") or []])
 
 
 def run(cfg: DictConfig) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from embedforge.errors import ConfigError
 from embedforge.report.categories import TaskTypes
+from embedforge.report.decontam_section import decontam_section
 from embedforge.report.paper import Paper, load_paper
 from embedforge.report.plot import plot_deltas
 from embedforge.report.runs import Collected, RunInput, collect_records, collect_wandb
@@ -26,6 +27,7 @@ class ReportSettings:
     data_dirs: list[Path] = field(default_factory=list)
     on_error: str = "fail"
     compare_task_set: bool = True  # 56-task rows: check the names against mteb's MTEB(eng, v1)
+    decontam: list[str] = field(default_factory=list)  # decontam.json files/globs shown in their own section
     title: str = "Results beside the paper"
 
 
@@ -79,6 +81,7 @@ def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = 
         parts += [f"Tasks without a known category (not in mteb, no local task.json; excluded from the category "
                   f"columns, included in averages): {', '.join(uncategorised)}", ""]
     parts += versions_table(rows, differences)
+    parts += decontam_section(settings.decontam, out_dir)
     notes = [f"- `{k}`: {'; '.join(r.notes)}" for k, r in rows.items() if r.notes]
     if notes:
         parts += ["## Notes", "", *notes, ""]
