@@ -39,7 +39,9 @@ CPU = ["model=tiny-mistral", "model.max_length=64", "data=demo", "data.max_train
        "optim.warmup_steps=1", f"trainer.max_steps={STEPS}", "callbacks.model_checkpoint.every_n_train_steps=1"]
 # Rank 1 of a torchrun launch starts 2.5 s late, so its start second differs from rank 0's: without
 # one shared run folder the two ranks would write two.
-LATE_RANK_1 = "import os, time\nif os.environ.get('RANK') == '1' and 'TORCHELASTIC_RUN_ID' in os.environ:\n    time.sleep(2.5)\n"
+LATE_RANK_1 = ("import os, time\n"
+               "if os.environ.get('RANK') == '1' and 'TORCHELASTIC_RUN_ID' in os.environ:\n"
+               "    time.sleep(2.5)\n")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
