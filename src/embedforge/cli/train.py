@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from embedforge.cli.errors import one_line_errors
 from embedforge.cli.nested_glob import expand_nested_globs
 from embedforge.paths import CONF_DIR
+from embedforge.train.launch import shared_run_dir
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
@@ -27,6 +28,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
 @one_line_errors("train")
 def main() -> None:
     sys.argv[1:] = expand_nested_globs(sys.argv[1:], CONF_DIR)  # experiment=glob(paper/ablation_*)
+    sys.argv[1:] = shared_run_dir(sys.argv[1:])  # torchrun / srun ranks: one run folder, not one per process
     hydra_main()
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from lightning_fabric.utilities.seed import reset_seed
 from omegaconf import DictConfig, OmegaConf
 
 from embedforge.losses import build_loss
@@ -66,6 +67,9 @@ class EmbeddingModule(pl.LightningModule):
             if self.cfg.model.get("compile"):
                 # In place (nn.Module.compile), so parameter and state-dict names stay the same.
                 self.encoder.backbone.compile()
+            # Dropout then draws from the seed afresh, wherever the weights were built: in the main process
+            # before spawned ranks reseed (trainer=ddp_sim) or in each rank after (torchrun, srun).
+            reset_seed()
         self.encoder.trained_with = dict(self.trained_with)
         # HF loads models in eval mode; training needs LoRA dropout active (Lightning keeps modes).
         self.encoder.train()

@@ -21,6 +21,7 @@ from embedforge.train.datamodule import EmbeddingDataModule
 from embedforge.train.loggers import build_logger
 from embedforge.train.module import EmbeddingModule, effective_checkpointing
 from embedforge.train.precision import resolve_precision
+from embedforge.train.preemption import PreemptionCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,14 @@ def format_metrics(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
+def _preemption(callbacks) -> dict | None:
+    """Where a signal stopped the run (train/preemption.py): the signal, step, checkpoint, requeue."""
+    for c in callbacks:
+        if isinstance(c, PreemptionCheckpoint) and c.stopped_at_step is not None:
+            return {"signal": c.requested, "step": c.stopped_at_step, "checkpoint": str(c.path), "requeued": c.requeued}
+    return None
+
+
 def _in_training_mteb(callbacks) -> dict | None:
     """The in-training MTEB evaluation's scores per step and its last ones (what sweeps maximise)."""
     history = [h for c in callbacks for h in (getattr(c, "history", None) or [])]
@@ -169,7 +178,8 @@ def train(cfg: DictConfig) -> dict:
     before = trainer.validate(module, datamodule=datamodule, verbose=False)[0] if has_val and cfg.validate_before_fit else {}
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     train_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-    after = trainer.validate(module, datamodule=datamodule, verbose=False)[0] if has_val else {}
+    preempted = _preemption(callbacks)  # a pre-empted run has seconds left: no validation after fit
+    after = trainer.validate(module, datamodule=datamodule, verbose=False)[0] if has_val and not preempted else {}
     wall = time.perf_counter() - started
 
     trained_steps = trainer.global_step or int(train_metrics.get("train/global_step", 0))
@@ -187,6 +197,8 @@ def train(cfg: DictConfig) -> dict:
         throughput=_throughput(trainer),
         encoder=module.encoder.describe() if module.encoder is not None else None,
         wall_time_s=round(wall, 1),
+        resumed_from=str(Path(ckpt_path).resolve()) if ckpt_path else None,
+        preempted=preempted,
         distributed={"world_size": trainer.world_size, "num_nodes": trainer.num_nodes,
                      "devices_per_node": trainer.num_devices,
                      "global_batch_size": global_batch(cfg, num_nodes=trainer.num_nodes, devices=trainer.num_devices)},
