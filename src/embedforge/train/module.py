@@ -225,7 +225,8 @@ class EmbeddingModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Called before Lightning loads the weights (non-strictly): every trainable tensor must be there.
-        check_trainable_keys(self.trainable_names(), set(checkpoint["state_dict"]), "ckpt_path")
+        if "state_dict" in checkpoint:  # absent under FSDP, whose strategy loads (and checks) the weights first
+            check_trainable_keys(self.trainable_names(), set(checkpoint["state_dict"]), "ckpt_path")
         if "rng_states" in checkpoint:
             states = checkpoint["rng_states"]
             per_rank = checkpoint.get("rng_states_per_rank")

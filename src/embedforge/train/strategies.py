@@ -16,6 +16,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
 from embedforge.errors import ServiceError
+from embedforge.model.builder import check_trainable_keys
 
 
 def _wrap_by_class_name(module: nn.Module, recurse: bool, nonwrapped_numel: int, names: frozenset[str]) -> bool:
@@ -84,6 +85,12 @@ class FSDPTrainStrategy(FSDPStrategy):
             return super().optimizer_state(optimizer)
 
     def load_checkpoint(self, checkpoint_path, weights_only=None):
+        # Lightning's FSDP loads the weights itself, non-strictly (checkpoints hold only the adapter), and
+        # drops them before the module's on_load_checkpoint could check them: checked here, first.
+        module = self.lightning_module
+        if hasattr(module, "trainable_names") and os.path.isfile(checkpoint_path):
+            stored = torch.load(checkpoint_path, map_location="cpu", mmap=True, weights_only=True)["state_dict"]
+            check_trainable_keys(module.trainable_names(), set(stored), "ckpt_path")
         with _gathered_in_place(self.root_device):
             return super().load_checkpoint(checkpoint_path, weights_only=weights_only)
 
