@@ -113,3 +113,9 @@ def test_train_refuses_deepspeed_before_reading_data(compose_train, monkeypatch)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real_find_spec(name, *a))
     with pytest.raises(ServiceError, match="deepspeed is not installed"):
         train(compose_train("trainer=deepspeed_zero3", "data.sources.demo.files=[/nonexistent/*.jsonl]"))
+
+
+def test_deepspeed_is_told_the_micro_batch(compose_train):
+    """Lightning otherwise reads it from the loader's batch_sampler, which ours does not have."""
+    cfg = compose_train("trainer=deepspeed_zero3", "data.batch_size=8")
+    assert cfg.trainer.strategy.logging_batch_size_per_gpu == 8
