@@ -28,7 +28,6 @@ class CPUDeepSpeed(DeepSpeedStrategy):
 
 
 def main():
-    import torch
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
     from embedforge.paths import CONF_DIR

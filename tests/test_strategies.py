@@ -89,11 +89,15 @@ def test_deepspeed_without_what_it_needs_stops_with_one_line(compose_train, monk
     cfg = compose_train("trainer=deepspeed_zero3").trainer
     strategies.check_deepspeed_ready(compose_train("trainer=fsdp_sim").trainer)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real_find_spec(name, *a))
+
+    def deepspeed_spec(found):
+        return lambda name, *a: (object() if found else None) if name == "deepspeed" else real_find_spec(name, *a)
+
+    monkeypatch.setattr(importlib.util, "find_spec", deepspeed_spec(False))
     with pytest.raises(ServiceError) as err:
         strategies.check_deepspeed_ready(cfg)
     assert str(err.value) == "trainer=deepspeed_zero3: deepspeed is not installed (pip install -e '.[deepspeed]')"
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "deepspeed" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", deepspeed_spec(True))
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with pytest.raises(ServiceError) as err:
         strategies.check_deepspeed_ready(cfg)
@@ -110,7 +114,8 @@ def test_train_refuses_deepspeed_before_reading_data(compose_train, monkeypatch)
     from embedforge.train.run import train
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "deepspeed" else real_find_spec(name, *a))
     with pytest.raises(ServiceError, match="deepspeed is not installed"):
         train(compose_train("trainer=deepspeed_zero3", "data.sources.demo.files=[/nonexistent/*.jsonl]"))
 

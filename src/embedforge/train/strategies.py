@@ -32,17 +32,19 @@ def layer_wrap_policy(layer_names: list[str]):
 
 # ---------------------------------------------------------------------------------------------- FSDP
 class FSDPTrainStrategy(FSDPStrategy):
-    """Lightning's FSDPStrategy with three differences, all needed to train with FSDP at all:
+    """Lightning's FSDPStrategy, changed where it stops FSDP from training this project's models:
 
     - it runs on CPU processes too (gloo). Lightning refuses FSDP without a GPU by the strategy's exact
       type (`type(strategy) is FSDPStrategy` in its accelerator connector), not because torch's FSDP
-      needs one: given device_id=cpu it shards and all-gathers over gloo as well. That is what trainer=fsdp_sim uses to
-      test the sharded code paths on a machine without GPUs.
+      needs one: given device_id=cpu it shards and all-gathers over gloo as well. trainer=fsdp_sim uses
+      that to test the sharded code paths on a machine without GPUs.
     - `start_method="spawn"` starts the ranks as worker processes (as ddp_sim does), so a run inside
       pytest or a notebook works; the default (None) re-runs the script per rank, as Lightning does.
     - gradient clipping by norm works: Lightning's FSDPPrecision refuses it (torch's clip_grad_norm_
       would see only this rank's shard), so it is done by the root FSDP module's clip_grad_norm_,
       which reduces the norm over all shards.
+    - full state dicts are gathered in place on the CPU, and a resumed checkpoint's adapter keys are
+      checked (see the methods).
     """
 
     def __init__(self, *args, start_method: str | None = None, **kwargs):
@@ -55,13 +57,13 @@ class FSDPTrainStrategy(FSDPStrategy):
         self._launcher = _FSDPSpawnLauncher(self, start_method=self._start_method)
 
     def _setup_model(self, model: nn.Module) -> nn.Module:
-        if self.root_device.type != "cpu":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        if self.root_device.type != "cpu" or any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
             return super()._setup_model(model)
         # Lightning passes device_id=root_device.index, None for the CPU, and torch's FSDP then looks for an
         # accelerator and refuses; given the CPU device itself it shards on the CPU. Wrapped here, the rest
         # (metrics, activation checkpointing) is Lightning's own set-up of an already wrapped model.
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
         model = FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
                                          mixed_precision=self.mixed_precision_config,
                                          sharding_strategy=self.sharding_strategy, device_id=self.root_device,
