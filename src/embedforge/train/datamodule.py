@@ -123,11 +123,7 @@ class EmbeddingDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.sampler = self.train_sampler()
-        state, self._resume = self._resume, None
-        if state and 0 < state["batches_trained"] < state["batches_in_epoch"]:
-            # A mid-epoch checkpoint: this epoch's order again, without the batches already trained.
-            self.sampler.load_state_dict({"seed": state["seed"], "mode": state["mode"], "epoch": state["epoch"],
-                                          "batches_yielded": state["batches_trained"]})
+        self._resume_sampler()
         return DataLoader(
             ExampleDataset(self.train_examples),
             batch_size=None,  # each item the sampler yields is one batch
@@ -149,6 +145,17 @@ class EmbeddingDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = dict(state) if state else None
+        if self.sampler is not None:
+            # FSDP restores after its set-up, which has already built the train loader (the scheduler
+            # counts its batches): that loader's sampler resumes, as it has not been iterated yet.
+            self._resume_sampler()
+
+    def _resume_sampler(self) -> None:
+        state, self._resume = self._resume, None
+        if state and 0 < state["batches_trained"] < state["batches_in_epoch"]:
+            # A mid-epoch checkpoint: this epoch's order again, without the batches already trained.
+            self.sampler.load_state_dict({"seed": state["seed"], "mode": state["mode"], "epoch": state["epoch"],
+                                          "batches_yielded": state["batches_trained"]})
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_examples:

@@ -124,7 +124,12 @@ class EmbeddingModule(pl.LightningModule):
 
         groups = [{"input_ids": batch["query_input_ids"], "attention_mask": batch["query_attention_mask"]},
                   {"input_ids": batch["doc_input_ids"], "attention_mask": batch["doc_attention_mask"]}]
-        loss, acc = self.grad_cache.step(lambda c: self.embed(c["input_ids"], c["attention_mask"]), groups, loss_from,
+        embed = self.embed
+        if self._is_fsdp():
+            from embedforge.train.strategies import through_fsdp_root
+
+            embed = through_fsdp_root(self.trainer.strategy, "embed")
+        loss, acc = self.grad_cache.step(lambda c: embed(c["input_ids"], c["attention_mask"]), groups, loss_from,
                                          backward=self.manual_backward, no_sync=self._no_sync, device=self.device)
         optimizer.step()  # clipping: on_before_optimizer_step
         self.lr_schedulers().step()
@@ -136,8 +141,15 @@ class EmbeddingModule(pl.LightningModule):
         if not self.automatic_optimization and self.gradient_clip_val:
             self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
 
+    def _is_fsdp(self) -> bool:
+        return self._trainer is not None and type(self.trainer.model).__name__ == "FullyShardedDataParallel"
+
     def _no_sync(self):
         model = self.trainer.model if self._trainer is not None else None
+        if self._is_fsdp():
+            # FSDP allows no_sync only outside its forward, and this step runs inside it: each chunk's
+            # (adapter-sized) gradients are reduce-scattered and accumulate in the shards instead.
+            return contextlib.nullcontext()
         return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -217,7 +229,8 @@ class EmbeddingModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Called before Lightning loads the weights (non-strictly): every trainable tensor must be there.
-        check_trainable_keys(self.trainable_names(), set(checkpoint["state_dict"]), "ckpt_path")
+        if "state_dict" in checkpoint:  # absent under FSDP, whose strategy loads (and checks) the weights first
+            check_trainable_keys(self.trainable_names(), set(checkpoint["state_dict"]), "ckpt_path")
         if "rng_states" in checkpoint:
             states = checkpoint["rng_states"]
             per_rank = checkpoint.get("rng_states_per_rank")

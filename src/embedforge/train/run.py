@@ -22,6 +22,7 @@ from embedforge.train.loggers import build_logger
 from embedforge.train.module import EmbeddingModule, effective_checkpointing
 from embedforge.train.precision import resolve_precision
 from embedforge.train.preemption import PreemptionCheckpoint
+from embedforge.train.strategies import check_deepspeed_ready
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ def _spawns_workers(trainer: pl.Trainer) -> bool:
 
 def train(cfg: DictConfig) -> dict:
     check_train_config(cfg)
+    check_deepspeed_ready(cfg.trainer)  # a missing package or GPU: one line now, not after the weights load
     # What really runs, so the resolved config, checkpoints and run record say it (not what was asked).
     cfg.trainer.precision = resolve_precision(cfg.trainer)
     checkpointing = effective_checkpointing(cfg)
