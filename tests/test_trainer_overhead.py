@@ -84,3 +84,20 @@ def test_training_step_logs_nothing_that_syncs(compose_train, monkeypatch, logs)
     progress_bar = {name: value for name, value, kw in calls if kw.get("prog_bar")}
     assert set(progress_bar) == ({"loss", "acc"} if logs else set())
     assert all(value.device.type == "cpu" and not value.requires_grad for value in progress_bar.values())
+
+
+def test_into_slots_equals_the_scatter_it_replaces():
+    """Slots from a gather (no host sync) hold what an index_put at the filled positions gives, and
+    send the same gradients back to the filled rows."""
+    from embedforge.train.module import into_slots
+
+    torch.manual_seed(0)
+    doc_mask = torch.tensor([True, True, True, False, True, False])  # 3 positives, then negatives, two empty
+    filled = torch.randn(4, 5, requires_grad=True)
+    weights = torch.randn(6, 5)
+    reference = filled.new_zeros(6, 5).index_put((doc_mask.nonzero(as_tuple=True)[0],), filled)
+    (expected_grad,) = torch.autograd.grad((reference * weights).sum(), filled)
+    slots = into_slots(filled, doc_mask)
+    (grad,) = torch.autograd.grad((slots * weights).sum(), filled)
+    assert torch.equal(slots, reference) and torch.equal(grad, expected_grad)
+    assert torch.equal(slots[~doc_mask], torch.zeros(2, 5))

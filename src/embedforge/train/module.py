@@ -238,9 +238,10 @@ class EmbeddingModule(pl.LightningModule):
 
 
 def into_slots(filled: torch.Tensor, doc_mask: torch.Tensor) -> torch.Tensor:
-    """Encoded documents (filled slots only) placed into the batch's slot layout; empty slots are zero."""
-    slots = filled.new_zeros(doc_mask.shape[0], filled.shape[-1])
-    return slots.index_put((doc_mask.nonzero(as_tuple=True)[0],), filled)
+    """Encoded documents (filled slots only) placed into the batch's slot layout; empty slots are zero.
+    A gather, not nonzero(): that would make the host wait for the GPU to learn its output's size."""
+    row = (doc_mask.long().cumsum(0) - 1).clamp(min=0)  # a filled slot's row in `filled`
+    return torch.where(doc_mask.unsqueeze(1), filled[row], filled.new_zeros(()))
 
 
 def capture_rng_states() -> dict:
