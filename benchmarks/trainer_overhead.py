@@ -46,12 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pytorch_lightning as pl  # noqa: E402
 
 STEP_TIMES: list[tuple[float, float]] = []  # (wall s, process CPU s) per step, filled by StepTimer
-RUNS: list[int] = []
+RUNS: list[int] = []  # trainer runs so far: each writes its own run folder
 FIRST_BATCH: dict = {}  # the trainer's first batch, to check that the bare loop gets the same ones
 
 
 class StepTimer(pl.Callback):
-    """Wall time of each training step, from the previous step's end (the trainer side's clock)."""
+    """Wall and CPU time of each training step, from the previous step's end (the trainer side's clock)."""
 
     def __init__(self) -> None:
         self._last: float | None = None
@@ -97,7 +97,7 @@ def compose_config(args, data_file: Path, workdir: Path, lora: bool, extra: list
                  f"data.train_files=[{data_file}]", "data.val_files=null", f"data.batch_size={args.batch_size}",
                  "data.hard_negatives=1", "data.on_error=fail", f"trainer.max_steps={args.steps}",
                  "trainer.max_epochs=1", "loss.temperature=0.05", "validate_before_fit=false", "save_encoder=false",
-                 "optim.warmup_steps=2", "seed=0", "+callbacks.step_timer._target_=__main__.StepTimer",
+                 "optim.warmup_steps=2", "seed=0", f"+callbacks.step_timer._target_={StepTimer.__module__}.StepTimer",
                  "lora=r16" if lora else "lora=none", *args.override, *extra]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
@@ -208,7 +208,7 @@ def profiled(run) -> tuple[dict, list[float]]:
     return pstats.Stats(profiler).stats, times
 
 
-def profile_sides(cfg, batches: list[dict], warmup: int) -> None:
+def profile_sides(cfg, batches: list[dict]) -> None:
     """ms/step of each component on both sides (all steps of one profiled run, warm-up included)."""
     sides = {"trainer": profiled(lambda: run_trainer(cfg)), "bare": profiled(lambda: run_bare(cfg, batches))}
     print(f"\ncomponents under cProfile, CPU ms/step over all {len(batches)} steps (share of that side's step)")
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                             f"{clock}_ratio_min": min(ratios), f"{clock}_ratio_median": statistics.median(ratios)})
             results.append(row)
             if args.profile:
-                profile_sides(cfg, batches, args.warmup)
+                profile_sides(cfg, batches)
         load_end = os.getloadavg()[0]
 
     print(f"\nbatch {args.batch_size}, max_length {args.max_length}, {args.steps} steps per run "

@@ -101,3 +101,21 @@ def test_into_slots_equals_the_scatter_it_replaces():
     (grad,) = torch.autograd.grad((slots * weights).sum(), filled)
     assert torch.equal(slots, reference) and torch.equal(grad, expected_grad)
     assert torch.equal(slots[~doc_mask], torch.zeros(2, 5))
+
+
+@pytest.mark.slow
+def test_trainer_overhead_benchmark_runs(monkeypatch):
+    """The benchmark's tiny run: both sides time their steps on the same batches (it checks the first)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "trainer_overhead.py"
+    spec = importlib.util.spec_from_file_location("trainer_overhead", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "trainer_overhead", module)  # where Hydra finds its step-timer callback
+    spec.loader.exec_module(module)
+    (row,) = module.main(["--batch-size", "2", "--max-length", "16", "--steps", "3", "--warmup", "1",
+                          "--repeats", "1"])
+    assert row["line"] == "lora r16"
+    assert row["wall_trainer_ms"] > 0 and row["wall_bare_ms"] > 0 and row["cpu_ratio_median"] > 0

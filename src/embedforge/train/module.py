@@ -154,7 +154,8 @@ class EmbeddingModule(pl.LightningModule):
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         # The step count as a metric: spawned ranks hand their metrics back to the main process, not
         # their loop state, and the run record must say how many steps were really trained.
-        self.log("train/global_step", torch.tensor(float(self.global_step)), batch_size=batch["query_input_ids"].shape[0])
+        size = batch["query_input_ids"].shape[0]
+        self.log("train/global_step", torch.tensor(float(self.global_step)), batch_size=size)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._val_outputs.append({
