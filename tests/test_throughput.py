@@ -134,13 +134,67 @@ def test_callback_rates_from_non_pad_tokens(monkeypatch):
 
     logged = {}
     for entry in module.logged[3:]:  # the second step
-        logged.update(entry)
+        logged.update({name: float(value) for name, value in entry.items()})
     assert logged["train/examples_per_s"] == pytest.approx(4 * 2 / 4.0)
     assert logged["train/tokens_per_s"] == pytest.approx(44 * 2 / 4.0)
     assert logged["train/mfu"] == pytest.approx(44 / 4.0 * expected_fpt / 1e12)
     averages = callback.run_averages()  # warm-up step left out
     assert averages["examples_per_s"] == pytest.approx(2.0) and averages["steps_timed"] == 1
     assert averages["mfu"] == pytest.approx(logged["train/mfu"])
+
+
+class _LoggingTrainer(_StubTrainer):
+    """A trainer whose logger writes on the steps listed (what Lightning's logger connector decides)."""
+
+    def __init__(self, logged_steps):
+        self.step, self.logged_steps = 0, set(logged_steps)
+        trainer = self
+
+        class Connector:
+            @property
+            def should_update_logs(self):
+                return trainer.step in trainer.logged_steps
+
+        self._logger_connector = Connector()
+
+
+def test_callback_logs_window_rates_on_the_logged_steps_only(monkeypatch):
+    """Rates cover every step since the previous logged one; no values (no device syncs) in between.
+    The first step is a window of its own (warm-up, left out of the run averages)."""
+    model = _model(lora=True)
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = model
+
+    module, trainer = _StubModule(Encoder()), _LoggingTrainer(logged_steps={4, 6})
+    callback = ThroughputLogger()
+    callback.on_train_start(trainer, module)
+    # The clock is read at the start and where a window closes: step 1 (1 s), step 4 (steps 2-4 in 4 s),
+    # step 6 (steps 5-6 in 4 s) and the end of training (step 7 in 1 s).
+    clock = iter([0.0, 1.0, 5.0, 9.0, 10.0])
+    monkeypatch.setattr(callbacks_module.time, "perf_counter", lambda: next(clock))
+    batch = {"query_input_ids": torch.zeros(4, 5, dtype=torch.long),
+             "query_attention_mask": torch.tensor([[1, 1, 1, 0, 0]] * 4),       # 12 tokens
+             "doc_attention_mask": torch.tensor([[1, 1, 1, 1, 0, 0]] * 8)}      # 32 tokens
+    for step in range(1, 8):
+        trainer.step = step
+        callback.on_train_batch_start(trainer, module, batch, step - 1)
+        callback.on_train_batch_end(trainer, module, None, batch, step - 1)
+        # examples_per_s and tokens_per_s (no peak, no MFU) on steps 1, 4 and 6 only
+        assert len(module.logged) == 2 * sum(s <= step for s in (1, 4, 6))
+    callback.on_train_end(trainer, module)
+    assert len(module.logged) == 6
+    rates = [{k: float(v) for k, v in e.items()} for e in module.logged]
+    assert rates[0]["train/examples_per_s"] == pytest.approx(4 * 2 / 1.0)
+    assert rates[2]["train/examples_per_s"] == pytest.approx(3 * 4 * 2 / 4.0)   # steps 2, 3, 4 in 4 s
+    assert rates[3]["train/tokens_per_s"] == pytest.approx(3 * 44 * 2 / 4.0)
+    assert rates[4]["train/examples_per_s"] == pytest.approx(2 * 4 * 2 / 4.0)   # steps 5, 6 in 4 s
+    averages = callback.run_averages()  # steps 2-7 in 9 s (step 7 closed at train end)
+    assert averages["steps_timed"] == 6
+    assert averages["examples_per_s"] == pytest.approx(6 * 4 * 2 / 9.0)
+    assert averages["tokens_per_s"] == pytest.approx(6 * 44 * 2 / 9.0)
 
 
 def test_no_mfu_on_cpu_without_a_peak():

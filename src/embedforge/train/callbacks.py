@@ -18,13 +18,23 @@ import torch
 from embedforge.train.throughput import (device_peak_flops, matmul_params, mfu, training_flops_per_token)
 
 
-class ThroughputLogger(pl.Callback):
-    """Logs per step `train/examples_per_s`, `train/tokens_per_s` (non-pad tokens, queries +
-    documents) and, on a GPU with a known peak, `train/mfu` (formula: embedforge.train.throughput).
-    Each step is timed from the previous step's end (so data loading counts) on this rank; examples
-    and tokens are this rank's times the world size, MFU is per device.
+def logs_this_step(trainer) -> bool:
+    """Whether the logger writes this training step's metrics (every `trainer.log_every_n_steps`, and
+    when the run stops): the steps where turning device tensors into numbers is paid anyway."""
+    connector = getattr(trainer, "_logger_connector", None)
+    return True if connector is None else bool(connector.should_update_logs)
 
-    `run_averages()` gives the whole run's figures (first step left out as warm-up when there are
+
+class ThroughputLogger(pl.Callback):
+    """Logs `train/examples_per_s`, `train/tokens_per_s` (non-pad tokens, queries + documents) and, on
+    a GPU with a known peak, `train/mfu` (formula: embedforge.train.throughput), on the steps the logger
+    writes: each value covers the steps since the previous one, timed from that step's end (so data
+    loading counts) on this rank; examples and tokens are this rank's times the world size, MFU is per
+    device. Between those steps nothing waits for the GPU: token counts add up on the device and the
+    clock is read after one synchronisation per logged step (a per-step sync would stall the queue of
+    GPU work the host builds ahead).
+
+    `run_averages()` gives the whole run's figures (the first step left out as warm-up when there are
     more), for the run record.
     """
 
@@ -34,7 +44,10 @@ class ThroughputLogger(pl.Callback):
         self.flops_per_token: float | None = None
         self._last: float | None = None
         self.world_size = 1
-        self._steps: list[tuple[float, int, int]] = []  # (seconds, examples, tokens) on this rank
+        self._steps: list[tuple[float, int, int, int]] = []  # (seconds, examples, tokens, steps) on this rank
+        self._examples = 0
+        self._tokens: torch.Tensor | int = 0
+        self._pending = 0  # steps since the last window closed
 
     # ------------------------------------------------------------------ setup
     def on_train_start(self, trainer, pl_module) -> None:
@@ -51,9 +64,20 @@ class ThroughputLogger(pl.Callback):
         self.world_size = int(trainer.world_size)
         self._steps.clear()
         self._last = None
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._examples, self._tokens, self._pending = 0, 0, 0
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        self._last = None  # in-training validation is not training time: restart at the next batch
+        # In-training validation is not training time: close the open window, restart at the next batch.
+        if self._last is not None and self._pending:
+            self._close_window(pl_module)
+        self._last = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._last is not None and self._pending:
+            self._close_window(pl_module)  # steps after the last logged one still count in the run averages
 
     # ------------------------------------------------------------------ per step
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -63,33 +87,44 @@ class ThroughputLogger(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._last is None:
             return
+        self._examples += int(batch["query_input_ids"].shape[0])  # a shape: no device sync
+        self._tokens = self._tokens + batch["query_attention_mask"].sum() + batch["doc_attention_mask"].sum()
+        self._pending += 1
+        # The first step closes a window of its own: run_averages() leaves it out as warm-up.
+        if not self._steps or logs_this_step(trainer):
+            seconds, examples, tokens = self._close_window(pl_module)
+            world = trainer.world_size
+            size = examples * world
+            # CPU tensors: a Python number would be copied to the GPU by self.log, a sync each.
+            pl_module.log("train/examples_per_s", torch.tensor(size / seconds), batch_size=size)
+            pl_module.log("train/tokens_per_s", torch.tensor(tokens * world / seconds), batch_size=size)
+            value = mfu(tokens / seconds, self.flops_per_token or 0.0, self.peak_flops)
+            if value is not None:
+                pl_module.log("train/mfu", torch.tensor(value), batch_size=size)
+
+    def _close_window(self, pl_module) -> tuple[float, int, int]:
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         now = time.perf_counter()
-        elapsed, self._last = max(now - self._last, 1e-9), now
-        examples = int(batch["query_input_ids"].shape[0])
-        tokens = int(batch["query_attention_mask"].sum()) + int(batch["doc_attention_mask"].sum())
-        self._steps.append((elapsed, examples, tokens))
-        world = trainer.world_size
-        size = examples * world
-        pl_module.log("train/examples_per_s", size / elapsed, batch_size=size)
-        pl_module.log("train/tokens_per_s", tokens * world / elapsed, batch_size=size)
-        value = mfu(tokens / elapsed, self.flops_per_token or 0.0, self.peak_flops)
-        if value is not None:
-            pl_module.log("train/mfu", value, batch_size=size)
+        seconds, self._last = max(now - self._last, 1e-9), now
+        window = (seconds, self._examples, int(self._tokens), self._pending)
+        self._steps.append(window)
+        self._reset_window()
+        return window[:3]
 
     # ------------------------------------------------------------------ run summary
     def run_averages(self) -> dict:
         """Whole-run figures: examples/s and tokens/s (all ranks, as world size x this rank), MFU
         (per device; None on CPU or an unknown GPU), FLOPs per token, steps timed."""
-        steps = self._steps[1:] if len(self._steps) > 1 else self._steps
-        seconds = sum(s for s, _, _ in steps)
-        if not steps or seconds <= 0:
+        windows = self._steps[1:] if len(self._steps) > 1 else self._steps
+        seconds = sum(w[0] for w in windows)
+        if not windows or seconds <= 0:
             return {"examples_per_s": None, "tokens_per_s": None, "mfu": None, "flops_per_token": self.flops_per_token,
                     "peak_flops": self.peak_flops, "steps_timed": 0}
         world_size = self.world_size
-        examples = sum(e for _, e, _ in steps)
-        tokens = sum(t for _, _, t in steps)
+        examples = sum(w[1] for w in windows)
+        tokens = sum(w[2] for w in windows)
         return {"examples_per_s": examples * world_size / seconds, "tokens_per_s": tokens * world_size / seconds,
                 "mfu": mfu(tokens / seconds, self.flops_per_token or 0.0, self.peak_flops),
-                "flops_per_token": self.flops_per_token, "peak_flops": self.peak_flops, "steps_timed": len(steps)}
+                "flops_per_token": self.flops_per_token, "peak_flops": self.peak_flops,
+                "steps_timed": sum(w[3] for w in windows)}

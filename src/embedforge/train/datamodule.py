@@ -20,8 +20,11 @@ from embedforge.data.mixture import Mixture, build_mixture, print_counts
 from embedforge.data.schema import Example
 from embedforge.data.sources.checks import check_data_config
 from embedforge.data.sources.files import expand_files  # noqa: F401 - re-exported (config checks, tests)
+from embedforge.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+AUTO_GPU_WORKERS = 2  # data.num_workers=auto on a GPU: enough to tokenise ahead of a step of milliseconds
 
 
 def load_all(patterns, key: str, on_error: str) -> list[Example]:
@@ -129,8 +132,31 @@ class EmbeddingDataModule(pl.LightningDataModule):
             batch_size=None,  # each item the sampler yields is one batch
             sampler=self.sampler,
             collate_fn=self.collator(int(self.cfg.hard_negatives)),
-            num_workers=int(self.cfg.get("num_workers", 0)),
+            **self.loader_options(),
         )
+
+    def on_gpu(self) -> bool:
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+    def loader_options(self) -> dict:
+        """DataLoader settings from `data.num_workers` and `data.pin_memory` (conf/data/base/common.yaml).
+
+        auto workers: tokenisation and collation leave the main process on a GPU, where a step takes
+        milliseconds; on CPU they stay in it (they are a small part of a CPU step, and worker processes
+        would take cores from it). Pinned batches let Lightning's non-blocking copies overlap the step.
+        """
+        workers, pin = self.cfg.get("num_workers", 0), self.cfg.get("pin_memory", "auto")
+        if workers == "auto":
+            workers = AUTO_GPU_WORKERS if self.on_gpu() else 0
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ConfigError(f"config key 'data.num_workers': {workers!r} is neither auto nor a whole number >= 0")
+        if pin == "auto":
+            pin = self.on_gpu()
+        if not isinstance(pin, bool):
+            raise ConfigError(f"config key 'data.pin_memory': {pin!r} is neither auto, true nor false")
+        # Persistent workers: forked once per fit, not once per epoch and validation pass.
+        return {"num_workers": workers, "pin_memory": pin, "persistent_workers": workers > 0}
 
     # -- exact resume: Lightning stores this in every checkpoint and hands it back on resume ----------
     def state_dict(self) -> dict:
@@ -168,5 +194,5 @@ class EmbeddingDataModule(pl.LightningDataModule):
             batch_size=int(self.cfg.get("val_batch_size", self.cfg.batch_size)),
             shuffle=False,
             collate_fn=ValidationCollator(self.collator(0), positive_ids),
-            num_workers=int(self.cfg.get("num_workers", 0)),
+            **self.loader_options(),
         )

@@ -19,6 +19,7 @@ from embedforge.losses.infonce import ranking_accuracy
 from embedforge.model.builder import (build_encoder, check_trainable_keys, settings_from_config,
                                       training_record)
 from embedforge.model.encoder import Encoder
+from embedforge.train.callbacks import logs_this_step
 from embedforge.train.metrics import retrieval_metrics
 
 FSDP_PREFIX = "_fsdp_wrapped_module."  # inserted into parameter names by FSDP, absent from its full state dict
@@ -155,15 +156,22 @@ class EmbeddingModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, acc = self.grad_cache_step(batch) if self.grad_cache is not None else self.contrastive_step(batch)
         size = batch["query_input_ids"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.log("train/acc", acc, prog_bar=True, batch_size=size)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=size)
+        # No host sync per step: device tensors become numbers only when the logger writes, and Python
+        # numbers go in as CPU tensors (self.log would copy them to the GPU). The progress bar turns its
+        # metrics into numbers every step, so it gets CPU copies made on the logged steps only.
+        self.log("train/loss", loss, batch_size=size)
+        self.log("train/acc", acc, batch_size=size)
+        self.log("train/lr", torch.tensor(self.trainer.optimizers[0].param_groups[0]["lr"]), batch_size=size)
+        if logs_this_step(self.trainer):
+            self.log("loss", loss.detach().cpu(), prog_bar=True, logger=False, batch_size=size)
+            self.log("acc", acc.detach().cpu(), prog_bar=True, logger=False, batch_size=size)
         return loss
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         # The step count as a metric: spawned ranks hand their metrics back to the main process, not
         # their loop state, and the run record must say how many steps were really trained.
-        self.log("train/global_step", float(self.global_step), batch_size=batch["query_input_ids"].shape[0])
+        size = batch["query_input_ids"].shape[0]
+        self.log("train/global_step", torch.tensor(float(self.global_step)), batch_size=size)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._val_outputs.append({
@@ -248,9 +256,10 @@ class EmbeddingModule(pl.LightningModule):
 
 
 def into_slots(filled: torch.Tensor, doc_mask: torch.Tensor) -> torch.Tensor:
-    """Encoded documents (filled slots only) placed into the batch's slot layout; empty slots are zero."""
-    slots = filled.new_zeros(doc_mask.shape[0], filled.shape[-1])
-    return slots.index_put((doc_mask.nonzero(as_tuple=True)[0],), filled)
+    """Encoded documents (filled slots only) placed into the batch's slot layout; empty slots are zero.
+    A gather, not nonzero(): that would make the host wait for the GPU to learn its output's size."""
+    row = (doc_mask.long().cumsum(0) - 1).clamp(min=0)  # a filled slot's row in `filled`
+    return torch.where(doc_mask.unsqueeze(1), filled[row], filled.new_zeros(()))
 
 
 def capture_rng_states() -> dict:
