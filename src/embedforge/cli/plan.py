@@ -36,6 +36,12 @@ def compose(overrides: list[str]):
 def main(argv: list[str] | None = None) -> int:
     import logging
 
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from embedforge.errors import EmbedforgeError
+    from embedforge.model.loading import ModelLoadError
+
     logging.disable(logging.WARNING)
     overrides, options = split_args(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -44,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
         plan = make_plan(cfg, gpu=options.get("gpu", "H100"), mfu=float(options.get("mfu", 0.4)),
                          num_examples=int(options["num_examples"]) if "num_examples" in options else None)
-    except Exception as exc:  # noqa: BLE001 - every refusal is one line, named by its key
+    except (EmbedforgeError, ValueError, HydraException, OmegaConfBaseException, ModelLoadError) as exc:
         print(f"embedforge-plan: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 2
     for line in render(plan):

@@ -12,6 +12,7 @@ from importlib import resources
 
 import torch
 
+from embedforge.errors import ConfigError
 from embedforge.train.throughput import MatmulParams, matmul_params
 
 # Hub ids whose config.json ships with the package (written from the models' public configs).
@@ -21,7 +22,7 @@ SHIPPED_CONFIGS = {
 }
 
 
-class PlanError(ValueError):
+class PlanError(ConfigError):
     """The plan cannot be made; the message names the config key."""
 
 
