@@ -108,3 +108,22 @@ def test_activation_model_terms(mistral):
     ckpt = activation_bytes(mistral, replace(w, checkpointing=True))
     assert ckpt["activations: layer inputs kept"] == 2 * 4096 * 32 * 512 * 32
     assert ckpt["activations: one layer recomputed"] == int(per_layer * 32 * 512)
+
+
+def test_memory_benchmark_smoke_one_tiny_row():
+    """benchmarks/preflight_memory.py on one tiny MiniLM row in its own process (seconds): the plan and
+    the measurement agree to within 30% even where fixed costs weigh most."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "preflight_memory.py"
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(16 * 1024)}
+    out = subprocess.run([sys.executable, str(script), "--one", "model=minilm-l6 data.batch_size=2 model.max_length=32"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["measured_mb"] > 0 and row["predicted_mb"] > 0
+    assert abs(row["error_pct"]) < 30
