@@ -69,7 +69,7 @@ def make_plan(cfg: DictConfig, *, gpu: str = "H100", mfu: float = 0.4, num_examp
 
     if not 0 < mfu <= 1:
         raise PlanError(f"config key 'plan.mfu': must be in (0, 1], got {mfu!r}")
-    gpu, gpu_memory, peak, has_bf16 = card(gpu)
+    gpu, gpu_memory, peak, _ = card(gpu)
     lora = lora_settings(cfg.lora)
     arch = describe(str(cfg.model.pretrained), lora)
     nodes = int(cfg.trainer.get("num_nodes") or 1)
@@ -120,9 +120,13 @@ def fixes(plan: Plan) -> list[str]:
     w = plan.workload
     chunk = w.chunk
     if chunk is None:
+        # Turning GradCache on turns checkpointing off (train/module.effective_checkpointing) unless asked.
         for size in (64, 32, 16, 8, 4, 2, 1):
-            if size < w.sequences and _fits(plan, replace(w, chunk=size)):
+            if size < w.sequences and _fits(plan, replace(w, chunk=size, checkpointing=False)):
                 out.append(f"loss.grad_cache.chunk_size={size}")
+                break
+            if size < w.sequences and w.checkpointing and _fits(plan, replace(w, chunk=size)):
+                out.append(f"loss.grad_cache.chunk_size={size} model.checkpointing_with_grad_cache=true")
                 break
     else:
         size = chunk // 2
