@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The scale issue's GPU checks as one script, for a machine with NVIDIA GPUs and embedforge installed
 # (.venv, or PYTHON=...). Each check prints one PASS/FAIL line; logs go under $OUT (default runs/gpu_check).
-#   1. benchmarks/gpu_step.py: Mistral-7B-shaped LoRA r16 step at length 512 (tokens/s, MFU, peak memory)
+#   1. benchmarks/gpu_step.py: Mistral-7B-shaped LoRA r16 step at length 512 (tokens/s, MFU, peak memory),
+#      with the preflight plan's prediction for each row printed under it (embedforge-plan's memory model;
+#      tokens/s at MFU 0.4), so the first GPU run checks the model
 #   2. trainer=fsdp on the tiny decoder: 4 steps, checkpoint holds adapter weights only, resume continues
 #   3. trainer=ddp with GradCache (chunk 4) on every visible GPU
 #   4. trainer=deepspeed_zero3, when deepspeed is importable
@@ -23,6 +25,8 @@ TINY=(model=tiny-mistral model.pretrained=tiny:mistral pooling=last_token lora=r
 if [[ " $CHECKS " == *" 1 "* ]]; then
   timeout 480 "$PY" benchmarks/gpu_step.py > "$OUT/gpu_step.log" 2>&1
   report "gpu_step table ($OUT/gpu_step.log)" $? gpu_step.log; tail -12 "$OUT/gpu_step.log"
+  CARD=H100; grep -qi h200 "$OUT/gpus.txt" && CARD=H200
+  "$PY" benchmarks/preflight_memory.py --gpu-step "$CARD" 2>/dev/null | tee "$OUT/plan.log"
 fi
 if [[ " $CHECKS " == *" 2 "* ]]; then
   timeout 300 "$PY" -m embedforge.cli.train "${TINY[@]}" trainer=fsdp run_name=fsdp \
