@@ -35,8 +35,9 @@ FLOORS: dict[str, int] = {
     "data": 2, "losses": 2, "model": 2,
     # 3: the jobs, each built from the blocks (mining and decontam reuse eval's task readers)
     "train": 3, "eval": 3, "synth": 3, "mining": 3, "decontam": 3,
-    # 4: what reads the jobs' outputs: export (an encoder, eval's instructions) and report (run records)
-    "export": 4, "report": 4,
+    # 4: what reads the jobs' outputs: export (an encoder, eval's instructions) and report (run records),
+    # and plan (predicts a training job from its config, model builder and throughput formula)
+    "export": 4, "report": 4, "plan": 4,
     # 5: test helpers shipped with the package (the fake OpenAI server imports synth's prompt and cache keys)
     "testing": 5,
     # 6: the console scripts
