@@ -61,6 +61,8 @@ CASES = {
     "report-input": ("report", "report", lambda t: [f"runs=[{_bad_record(t)}]"], "run_record.json:2"),
     "decontam-config": ("decontam", "decontam", lambda t: [f"train=[{_bad_data(t)}]", "ngram.n=0"], "ngram.n"),
     "decontam-input": ("decontam", "decontam", lambda t: [f"train=[{t}/nothing*.jsonl]"], "train"),
+    "plan-config": ("plan", "plan", lambda t: ["experiment=paper/synthetic_msmarco", "gpu=Z80"], "gpu"),
+    "plan-input": ("plan", "plan", lambda t: [f"model.pretrained={t}/no_such_model"], "model.pretrained"),
     "sweep-offline-config": ("sweep-offline", "sweep_offline",
                              lambda t: [str(_sweep(t, "program: x\nmethod: grid\nparameters: {lr: {values: [1, 2]}}\n")), "--validate-only"],
                              "metric.name"),
@@ -68,13 +70,13 @@ CASES = {
                             "missing.yaml"),
 }
 DEFAULT = {"train-input", "evaluate-config", "generate-config", "mine-input", "export-config", "report-input",
-           "decontam-config", "sweep-offline-config"}
+           "decontam-config", "sweep-offline-config", "plan-config"}
 
 
 def _run(module: str, argv: list[str], tmp: Path, **env) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "EMBEDFORGE_UNSET_KEY")}
     environ.update({"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO / "src"), **env})
-    hydra_dir = [] if module == "sweep_offline" else [f"hydra.run.dir={tmp}/hydra"]
+    hydra_dir = [] if module in ("sweep_offline", "plan") else [f"hydra.run.dir={tmp}/hydra"]  # no Hydra run
     return subprocess.run([sys.executable, "-m", f"embedforge.cli.{module}", *argv, *hydra_dir], cwd=tmp, env=environ,
                           capture_output=True, text=True, timeout=300)
 

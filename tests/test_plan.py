@@ -45,7 +45,10 @@ def test_lora_formula_matches_peft_on_a_real_tiny_model(tiny_mistral_path):
 
 
 def _plan(main, capsys, *args):
-    code = main(list(args))
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # the CLI's one-line error contract (cli/errors.py) exits with 2
+        code = exc.code
     out = capsys.readouterr()
     return code, out.out, out.err
 

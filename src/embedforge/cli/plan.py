@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import sys
 
+from embedforge.cli.errors import one_line_errors
+from embedforge.errors import ConfigError
+
 PLAN_KEYS = {"gpu": "gpu", "plan.gpu": "gpu", "plan.mfu": "mfu", "plan.num_examples": "num_examples"}
 
 
@@ -33,26 +36,27 @@ def compose(overrides: list[str]):
         return hydra_compose(config_name="train", overrides=expand_nested_globs(overrides, CONF_DIR))
 
 
+@one_line_errors("plan")
 def main(argv: list[str] | None = None) -> int:
     import logging
 
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from embedforge.errors import EmbedforgeError
-    from embedforge.model.loading import ModelLoadError
-
     logging.disable(logging.WARNING)
     overrides, options = split_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        cfg = compose(overrides)
-        from embedforge.plan.plan import make_plan, render
+        cfg = compose(overrides)  # composed here, not under @hydra.main: its errors are ours to print
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(str(exc).strip().splitlines()[0]) from None
+    from embedforge.plan.plan import make_plan, render
 
-        plan = make_plan(cfg, gpu=options.get("gpu", "H100"), mfu=float(options.get("mfu", 0.4)),
-                         num_examples=int(options["num_examples"]) if "num_examples" in options else None)
-    except (EmbedforgeError, ValueError, HydraException, OmegaConfBaseException, ModelLoadError) as exc:
-        print(f"embedforge-plan: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+    try:
+        mfu = float(options.get("mfu", 0.4))
+        num_examples = int(options["num_examples"]) if "num_examples" in options else None
+    except ValueError as exc:
+        raise ConfigError(f"plan.mfu / plan.num_examples: not a number ({exc})") from None
+    plan = make_plan(cfg, gpu=options.get("gpu", "H100"), mfu=mfu, num_examples=num_examples)
     for line in render(plan):
         print(line)
     if plan.batch_refused:
