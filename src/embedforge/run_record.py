@@ -120,21 +120,28 @@ class RunRecordError(DataError):
     """A run record that cannot be read; the message names the file (and line)."""
 
 
-def read_run_record(path: str | Path) -> dict:
-    """The record in `path` (a run_record.json or the folder holding one), its version checked."""
+def read_json_object(path: str | Path) -> dict:
+    """A JSON file holding one object (a run record, a summary.json); errors name the file and line."""
     path = Path(path)
-    if path.is_dir():
-        path = path / RECORD_FILE
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunRecordError(f"{path}: does not exist") from None
     except json.JSONDecodeError as exc:
         raise RunRecordError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RunRecordError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    if not isinstance(record, dict):
-        raise RunRecordError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    if not isinstance(data, dict):
+        raise RunRecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_run_record(path: str | Path) -> dict:
+    """The record in `path` (a run_record.json or the folder holding one), its version checked."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_FILE
+    record = read_json_object(path)
     version = record.setdefault(VERSION_KEY, 1)  # records without the key are the first schema
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise RunRecordError(f"{path}: {VERSION_KEY} must be a positive integer, got {version!r}")

@@ -7,13 +7,12 @@ they evaluated (`evaluated`: its run_id) and hold `results` ({task: score x 100}
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedforge.errors import DataError
-from embedforge.run_record import RECORD_FILE, RunRecordError, read_run_record
+from embedforge.run_record import RECORD_FILE, RunRecordError, read_json_object, read_run_record
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +32,9 @@ def read_record(path: Path, key: str) -> dict:
 def read_json(path: Path, key: str) -> dict:
     """A summary.json or other score file ({task: score x 100})."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecordError(f"{key}: {path} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"{key}: {path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise RecordError(f"{key}: {path}: expected a JSON object, got {type(data).__name__}")
-    return data
+        return read_json_object(path)
+    except RunRecordError as exc:
+        raise RecordError(f"{key}: {exc}") from None
 
 
 def find_training_record(source: Path) -> Path | None:

@@ -15,7 +15,6 @@ dropped, so grid runs named <grid>_<row> are keyed by row), else the folder name
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from embedforge.errors import DataError
 from embedforge.report.versions import merge_versions
-from embedforge.run_record import RECORD_FILE, RunRecordError, read_run_record
+from embedforge.run_record import RECORD_FILE, RunRecordError, read_json_object, read_run_record
 
 log = logging.getLogger(__name__)
 
@@ -91,21 +90,11 @@ def row_key(config: dict | None, tags: list | None, run_name: str | None, known:
 
 
 def _read(path: Path) -> dict:
-    """A summary.json as JSON; any other file is a run record (embedforge.run_record reads it)."""
-    if path.name != SUMMARY_FILE:
-        try:
-            return read_run_record(path)
-        except RunRecordError as exc:
-            raise ReportInputError(str(exc)) from None
+    """A summary.json as a JSON object; any other file is a run record (embedforge.run_record reads both)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReportInputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except OSError as exc:
-        raise ReportInputError(f"{path}: cannot read ({exc.strerror})") from None
-    if not isinstance(data, dict):
-        raise ReportInputError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+        return read_run_record(path) if path.name != SUMMARY_FILE else read_json_object(path)
+    except RunRecordError as exc:
+        raise ReportInputError(str(exc)) from None
 
 
 def _scores(data: dict, path: Path) -> dict[str, float]:
