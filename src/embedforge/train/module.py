@@ -143,7 +143,9 @@ class EmbeddingModule(pl.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
 
     def _is_fsdp(self) -> bool:
-        return self._trainer is not None and type(self.trainer.model).__name__ == "FullyShardedDataParallel"
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        return self._trainer is not None and isinstance(self.trainer.model, FullyShardedDataParallel)
 
     def _no_sync(self):
         model = self.trainer.model if self._trainer is not None else None
