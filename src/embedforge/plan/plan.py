@@ -10,6 +10,8 @@ from embedforge.model.builder import lora_settings
 from embedforge.plan.arch import Arch, PlanError, describe
 from embedforge.plan.cards import card
 from embedforge.plan.memory import FRAMEWORK_OVERHEAD_BYTES, GiB, Memory, Workload, estimate
+from embedforge.train.config_checks import global_batch as batch_of_step
+from embedforge.train.strategies import strategy_target
 from embedforge.train.throughput import training_flops_per_token
 
 SHARDED_STRATEGIES = ("FSDP", "DeepSpeed")
@@ -57,9 +59,8 @@ class Plan:
 
 
 def _strategy_shards(cfg: DictConfig) -> bool:
-    target = str((cfg.trainer.get("strategy") or {}).get("_target_", "") if not isinstance(
-        cfg.trainer.get("strategy"), str) else cfg.trainer.strategy)
-    return any(name in target for name in SHARDED_STRATEGIES) or "fsdp" in target.lower()
+    target = strategy_target(cfg.trainer).lower()  # a class path, or a name such as "fsdp"
+    return any(name.lower() in target for name in SHARDED_STRATEGIES)
 
 
 def make_plan(cfg: DictConfig, *, gpu: str = "H100", mfu: float = 0.4, num_examples: int | None = None,
@@ -93,7 +94,7 @@ def make_plan(cfg: DictConfig, *, gpu: str = "H100", mfu: float = 0.4, num_examp
                         lora_r=lora.r if lora else None, lora_dropout=lora.dropout if lora else 0.0,
                         shard_weights=_strategy_shards(cfg), flash_attention=attn == "flash_attention_2",
                         embedding_dim=arch.hidden)
-    global_batch = world * batch * accumulate
+    global_batch = batch_of_step(cfg, num_nodes=nodes, devices=dev)  # the figure training checks
     declared = cfg.data.get("global_batch_size")
     examples = num_examples if num_examples is not None else cfg.data.get("max_train_examples")
     steps_per_epoch = -(-int(examples) // global_batch) if examples else None

@@ -169,12 +169,16 @@ class _FSDPSpawnLauncher(_MultiProcessingLauncher):
 
 
 # ---------------------------------------------------------------------------------------------- DeepSpeed
+def strategy_target(trainer_cfg) -> str:
+    """The trainer config's strategy: its `_target_` class path, or the name given as a string ("" if none)."""
+    strategy = trainer_cfg.get("strategy")
+    return str(strategy.get("_target_", "")) if hasattr(strategy, "get") else str(strategy or "")
+
+
 def check_deepspeed_ready(trainer_cfg) -> None:
     """Refuses a DeepSpeed trainer config at start, before data or weights load, with one line naming what
     this machine lacks (the package, or the CUDA GPUs that trainer=deepspeed_zero3 trains on)."""
-    strategy = trainer_cfg.get("strategy")
-    target = str(strategy.get("_target_", "")) if hasattr(strategy, "get") else str(strategy or "")
-    if "deepspeed" not in target.lower():
+    if "deepspeed" not in strategy_target(trainer_cfg).lower():
         return
     if importlib.util.find_spec("deepspeed") is None:
         raise ServiceError("trainer=deepspeed_zero3: deepspeed is not installed (pip install -e '.[deepspeed]')")
