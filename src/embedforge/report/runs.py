@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedforge.errors import DataError
-from embedforge.report.versions import merge_versions
+from embedforge.report.versions import add_versions, merge_versions
 from embedforge.run_record import RECORD_FILE, RunRecordError, read_json_object, read_run_record
 
 log = logging.getLogger(__name__)
@@ -171,9 +171,7 @@ def _pool_seeds(old: OurRow, row: OurRow) -> None:
     """`row` is another seed of `old`'s row: its scores join the per-task means."""
     old.runs += row.runs
     old.sources += row.sources
-    for package, version in row.versions.items():
-        seen = set(old.versions[package].split(" / ")) if package in old.versions else set()
-        old.versions[package] = " / ".join(sorted(seen | set(version.split(" / "))))
+    add_versions(old.versions, row.versions)
     tasks = {t for run in old.runs for t in run["scores"]}
     old.scores = {t: sum(r["scores"][t] for r in old.runs if t in r["scores"])
                   / sum(t in r["scores"] for r in old.runs) for t in sorted(tasks)}
@@ -219,16 +217,15 @@ def collect_records(inputs: list[RunInput], known: set[str], labels: dict[str, s
         row = OurRow(key, item.spec.label or labels.get(key) or key,
                      run_id=data.get("run_id"), sources=[str(item.path)])
         merge_versions(row.versions, data)
+        kept = {}  # per-item scores of its evaluations
         for evaluation in sorted(evaluations.get(str(data.get("run_id")), []), key=lambda e: str(e.path)):
             row.scores.update(_scores(evaluation.data.get("results") or {}, evaluation.path))  # newer wins per task
+            kept.update(evaluation.data.get("item_scores") or {})  # as do its items
             row.sources.append(str(evaluation.path))
             merge_versions(row.versions, evaluation.data)
             attached.add(id(evaluation))
         if not row.scores:
             row.notes.append("no evaluation record names this run")
-        kept = {}  # per-item scores of its evaluations (newer wins per task, as the scores)
-        for evaluation in sorted(evaluations.get(str(data.get("run_id")), []), key=lambda e: str(e.path)):
-            kept.update(evaluation.data.get("item_scores") or {})
         row.runs = [{"seed": _seed(data.get("config")), "scores": dict(row.scores), "items": kept}]
         _add(rows, row, str(item.path))
     for item in (i for i in items if i.kind in ("evaluate", "summary") and id(i) not in attached):

@@ -21,12 +21,18 @@ def record_versions(record: dict) -> dict[str, str]:
 def merge_versions(row_versions: dict[str, str], record: dict) -> None:
     """Add one more record's versions to a row's (training and its evaluations): a package seen at two
     versions within the row reads 'a / b', which then differs from every single-version row."""
-    for package, version in record_versions(record).items():
-        old = row_versions.get(package)
-        if old is None:
-            row_versions[package] = version
-        elif version not in old.split(" / "):
-            row_versions[package] = " / ".join(sorted([*old.split(" / "), version]))
+    add_versions(row_versions, record_versions(record))
+
+
+def add_versions(row_versions: dict[str, str], versions: dict[str, str]) -> None:
+    """Merge `versions` (each maybe already 'a / b') into a row's, as merge_versions does for a record."""
+    for package, found in versions.items():
+        for version in found.split(" / "):
+            old = row_versions.get(package)
+            if old is None:
+                row_versions[package] = version
+            elif version not in old.split(" / "):
+                row_versions[package] = " / ".join(sorted([*old.split(" / "), version]))
 
 
 def version_differences(rows: dict[str, dict[str, str]]) -> dict[str, list[str]]:
