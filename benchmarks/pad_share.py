@@ -25,14 +25,15 @@ def pad_share(datamodule) -> float:
 
 
 def main(overrides: list[str]) -> None:
-    from embedforge.model.builder import load_tokenizer, settings_from_config
+    from embedforge.model.builder import load_tokenizer
+    from embedforge.model.settings import EncoderGroups
     from embedforge.paths import CONF_DIR
     from embedforge.train.datamodule import EmbeddingDataModule
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         base = ["experiment=demo", "model.max_length=256", *overrides]
         plain, grouped = (compose("train", overrides=base + [f"data.group_by_length={g}"]) for g in (False, True))
-    tokenizer = load_tokenizer(settings_from_config(plain.model, plain.lora, plain.pooling))
+    tokenizer = load_tokenizer(EncoderGroups.from_config(plain).settings())
     shares = {}
     for name, cfg in (("mixed", plain), ("grouped", grouped)):
         datamodule = EmbeddingDataModule(cfg.data, tokenizer, seed=int(cfg.seed))

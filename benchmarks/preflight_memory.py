@@ -63,7 +63,8 @@ def one(overrides: str) -> dict:
     from embedforge.cli.plan import compose
     from embedforge.losses import build_loss
     from embedforge.losses.gradcache import GradCache
-    from embedforge.model.builder import build_encoder, settings_from_config
+    from embedforge.model.builder import build_encoder
+    from embedforge.model.settings import EncoderGroups
     from embedforge.plan.plan import make_plan
     from embedforge.train.module import effective_checkpointing
 
@@ -71,7 +72,7 @@ def one(overrides: str) -> dict:
     torch.set_num_threads(1)
     cfg = compose(overrides.split() + ["trainer=cpu", "logger=none"])
     plan = make_plan(cfg, gpu="H100")
-    settings = settings_from_config(cfg.model, cfg.lora, cfg.pooling, for_training=True)
+    settings = EncoderGroups.from_config(cfg).settings(for_training=True)
     settings.gradient_checkpointing = effective_checkpointing(cfg)
     settings.dtype = "float32"
     encoder = build_encoder(settings)

@@ -107,10 +107,11 @@ def collated_batches(cfg, steps: int) -> list[dict]:
     """The batches the trainer's DataLoader yields, in its order (same seed, sampler and collator)."""
     from itertools import islice
 
-    from embedforge.model.builder import load_tokenizer, settings_from_config
+    from embedforge.model.builder import load_tokenizer
+    from embedforge.model.settings import EncoderGroups
     from embedforge.train.datamodule import EmbeddingDataModule
 
-    tokenizer = load_tokenizer(settings_from_config(cfg.model, cfg.lora, cfg.pooling))
+    tokenizer = load_tokenizer(EncoderGroups.from_config(cfg).settings())
     datamodule = EmbeddingDataModule(cfg.data, tokenizer, seed=int(cfg.seed))
     datamodule.setup("fit")
     return list(islice(iter(datamodule.train_dataloader()), steps))

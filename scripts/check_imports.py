@@ -29,8 +29,9 @@ from pathlib import Path
 FLOORS: dict[str, int] = {
     # 0: the ground, importing nothing of ours
     "errors": 0, "paths": 0,
-    # 1: the run record (file name, schema, reader), read by train, eval, report, export and cli
-    "run_record": 1,
+    # 1: the run record (file name, schema, reader), read by train, eval, report, export and cli;
+    # the typed config boundary (pydantic schemas, `_target_` binding) every entry point checks through
+    "run_record": 1, "config_schema": 1,
     # 2: the building blocks
     "data": 2, "losses": 2, "model": 2,
     # 3: the jobs, each built from the blocks (mining and decontam reuse eval's task readers)

@@ -221,10 +221,10 @@ def test_export_from_training_checkpoint(tmp_path, compose_train):
 
     from embedforge.cli.export import default_output_dir
     from embedforge.export.st_export import PromptOptions, export_encoder
-    from embedforge.model.builder import settings_from_config
+    from embedforge.model.settings import EncoderGroups
 
     cfg = compose_train("experiment=demo", "model=tiny-mistral", "lora=r8", "pooling=last_token", "model.max_length=32")
-    encoder = build_encoder(settings_from_config(cfg.model, cfg.lora, cfg.pooling, for_training=True))
+    encoder = build_encoder(EncoderGroups.from_config(cfg).settings(for_training=True))
     torch.manual_seed(1)
     with torch.no_grad():
         for name, param in encoder.named_parameters():

@@ -368,10 +368,12 @@ def test_an_encoder_folder_loads_with_the_lean_forward(tiny_mistral_path, tmp_pa
 
 
 def test_unknown_lora_keys_are_refused_naming_the_key():
-    from embedforge.model.builder import lora_settings
+    from embedforge.config_schema import bind
+    from embedforge.errors import ConfigError
+    from embedforge.model.settings import LoraGroup
 
-    with pytest.raises(ValueError, match=r"lora\.use_dorra"):
-        lora_settings({"enabled": True, "r": 4, "use_dorra": True})
+    with pytest.raises(ConfigError, match=r"^config key 'lora\.use_dorra' is unknown \(known: enabled, r, alpha"):
+        bind(LoraGroup, {"enabled": True, "r": 4, "use_dorra": True}, "lora")
 
 
 def test_a_lora_typo_stops_training_at_start_in_one_line(compose_train):
@@ -388,10 +390,11 @@ def test_known_peft_lora_options_reach_peft(monkeypatch, key, value):
     """use_dora / use_rslora / lora_bias go to peft's LoraConfig; DoRA and a LoRA bias take peft's forward,
     rsLoRA (only a different scaling) keeps ours and still equals peft's."""
     import embedforge.model.lora as lora_module
-    from embedforge.model.builder import lora_settings
+    from embedforge.config_schema import bind
+    from embedforge.model.settings import LoraGroup
 
-    settings = lora_settings({"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0,
-                              "target_modules": ["q", "k", "v", "o"], key: value})
+    settings = bind(LoraGroup, {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0,
+                                "target_modules": ["q", "k", "v", "o"], key: value}, "lora").settings()
     assert settings.extra == {key: value}
     calls = []
     apply = lora_module._LoraLinear.apply

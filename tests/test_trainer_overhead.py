@@ -16,10 +16,11 @@ class _Trainer:
 
 
 def _datamodule(compose_train, *overrides, device=None):
-    from embedforge.model.builder import load_tokenizer, settings_from_config
+    from embedforge.model.builder import load_tokenizer
+    from embedforge.model.settings import EncoderGroups
 
     cfg = compose_train("experiment=demo", *overrides)
-    tokenizer = load_tokenizer(settings_from_config(cfg.model, cfg.lora, cfg.pooling))
+    tokenizer = load_tokenizer(EncoderGroups.from_config(cfg).settings())
     datamodule = EmbeddingDataModule(cfg.data, tokenizer, seed=int(cfg.seed))
     if device:
         datamodule.trainer = _Trainer(device)

@@ -118,7 +118,8 @@ def write_source(path, n, query):
 def test_same_source_under_ddp_sim_every_rank_gets_the_same_source_at_each_step(compose_train, tmp_path):
     from hydra.utils import instantiate
 
-    from embedforge.model.builder import load_tokenizer, settings_from_config
+    from embedforge.model.builder import load_tokenizer
+    from embedforge.model.settings import EncoderGroups
     from embedforge.train.datamodule import EmbeddingDataModule
     from embedforge.train.module import EmbeddingModule
 
@@ -128,7 +129,7 @@ def test_same_source_under_ddp_sim_every_rank_gets_the_same_source_at_each_step(
                         "data.val_files=null", "trainer.max_epochs=1", "data.batching=same_source",
                         "data.instruction_mode=none", f"data.sources.demo.files=[{tmp_path / 'short.jsonl'}]",
                         f"+data.sources.long={{type:jsonl,files:[{tmp_path / 'long.jsonl'}]}}")
-    tokenizer = load_tokenizer(settings_from_config(cfg.model, cfg.lora, cfg.pooling))
+    tokenizer = load_tokenizer(EncoderGroups.from_config(cfg).settings())
     datamodule = EmbeddingDataModule(cfg.data, tokenizer, seed=0)
     datamodule.setup("fit")  # all data read and checked before the model and the processes start
     module = EmbeddingModule(cfg)

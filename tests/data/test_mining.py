@@ -70,12 +70,13 @@ def test_faiss_indexes_against_brute_force():
 # ------------------------------------------------------------------ with the embedded MiniLM
 @pytest.fixture(scope="module")
 def minilm():
-    from embedforge.model.builder import encoder_from_config
+    from embedforge.model.builder import encoder_from_groups
+    from embedforge.model.settings import EncoderGroups
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"model": {"pretrained": "embedded:all-MiniLM-L6-v2", "max_length": 256},
                             "pooling": {"mode": "mean", "normalize": True}, "lora": {"enabled": False}})
-    return encoder_from_config(cfg)
+    return encoder_from_groups(EncoderGroups.from_config(cfg))
 
 
 def _corpus_texts(folder: Path) -> tuple[list[str], list[str]]:

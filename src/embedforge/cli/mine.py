@@ -50,10 +50,11 @@ def settings_from_cfg(cfg: DictConfig):
 
 def configured_encoder(cfg: DictConfig):
     """The configured encoder: `checkpoint` (encoder folder, HF folder, .ckpt) or model/lora/pooling."""
-    from embedforge.model.builder import encoder_from_config
+    from embedforge.model.builder import encoder_from_groups
+    from embedforge.model.settings import EncoderGroups
 
     ckpt = cfg.get("checkpoint")
-    return encoder_from_config(cfg, hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
+    return encoder_from_groups(EncoderGroups.from_config(cfg), hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
 
 
 def run(cfg: DictConfig) -> dict | None:

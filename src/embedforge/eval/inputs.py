@@ -11,13 +11,14 @@ from embedforge.errors import ConfigError
 
 def encoder_for_evaluation(cfg: DictConfig):
     """The encoder to evaluate (`checkpoint`, or model/lora/pooling), on `device`."""
-    from embedforge.model.builder import encoder_from_config
+    from embedforge.model.builder import encoder_from_groups
+    from embedforge.model.settings import EncoderGroups
 
     own_length = cfg.get("encoder_max_length")
     if own_length is not None and (not isinstance(own_length, int) or own_length <= 0):  # before the slow load
         raise ConfigError(f"encoder_max_length: must be a positive integer or null, got {own_length!r}")
     ckpt = cfg.get("checkpoint")
-    encoder = encoder_from_config(cfg, hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
+    encoder = encoder_from_groups(EncoderGroups.from_config(cfg), hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
     if own_length is not None:  # a folder keeps its training length (often short to save compute)
         encoder.max_length = own_length
     return encoder.to(resolve_device(cfg.get("device", "auto")))

@@ -13,80 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from embedforge.model.encoder import ADAPTER_DIR, ENCODER_FILE, Encoder, enable_activation_checkpointing
 from embedforge.model.loading import ModelLoadError, load_backbone, resolve_dtype
 from embedforge.model.lora import LoraSettings, apply_lora, use_shared_dropout_forward
+from embedforge.model.settings import INIT_MODES, EncoderGroups, EncoderSettings
 
 log = logging.getLogger(__name__)
-
-INIT_MODES = ("merge", "continue")
-
-
-@dataclass
-class EncoderSettings:
-    """Everything needed to build an encoder, whatever the source of its weights."""
-
-    pretrained: str
-    pooling: str = "last_token"
-    normalize: bool = True
-    max_length: int = 512
-    lora: LoraSettings | None = None
-    dtype: str = "auto"
-    attn_implementation: str | None = "sdpa"
-    gradient_checkpointing: bool = False
-    init_from: str | None = None
-    init_mode: str = "merge"
-    # Full fine-tuning keeps fp32 master weights (autocast computes in bf16); frozen weights may be bf16.
-    for_training: bool = False
-    trained_with: dict = field(default_factory=dict)
-
-
-# The `lora` group's keys: ours, and peft LoraConfig options passed through (DoRA and a LoRA bias then
-# take peft's forward; rsLoRA only changes the scaling, which the lean forward reads from peft).
-LORA_KEYS = ("enabled", "r", "alpha", "dropout", "target_modules", "share_dropout")
-PEFT_LORA_KEYS = ("use_dora", "use_rslora", "lora_bias")
-
-
-def lora_settings(lora_cfg: DictConfig | dict | None) -> LoraSettings | None:
-    if lora_cfg is None:
-        return None
-    cfg = OmegaConf.to_container(lora_cfg, resolve=True) if isinstance(lora_cfg, DictConfig) else dict(lora_cfg)
-    if not cfg.pop("enabled", True):
-        return None
-    unknown = sorted(set(cfg) - set(LORA_KEYS) - set(PEFT_LORA_KEYS))
-    if unknown:  # a typo (lora.use_dorra) would otherwise train something else than asked, silently
-        raise ValueError(f"config key 'lora.{unknown[0]}' is unknown (known: {', '.join(LORA_KEYS + PEFT_LORA_KEYS)})")
-    targets = cfg.get("target_modules", "all-linear")
-    return LoraSettings(r=cfg.get("r", 16), alpha=cfg.get("alpha", 32), dropout=cfg.get("dropout", 0.1),
-                        target_modules=list(targets) if not isinstance(targets, str) else targets,
-                        share_dropout=bool(cfg.get("share_dropout", True)),
-                        extra={k: cfg[k] for k in PEFT_LORA_KEYS if k in cfg})
-
-
-def settings_from_config(model_cfg, lora_cfg=None, pooling_cfg=None, *, for_training: bool = False) -> EncoderSettings:
-    """Settings from the Hydra groups `model`, `lora` and `pooling` (DictConfig or plain dicts)."""
-    pooling_cfg = pooling_cfg or {"mode": "last_token", "normalize": True}
-    init_from = model_cfg.get("init_from")
-    return EncoderSettings(
-        pretrained=str(model_cfg["pretrained"]),
-        pooling=pooling_cfg["mode"],
-        normalize=bool(pooling_cfg.get("normalize", True)),
-        max_length=int(model_cfg.get("max_length", 512)),
-        lora=lora_settings(lora_cfg),
-        dtype=model_cfg.get("torch_dtype", "auto"),
-        attn_implementation=model_cfg.get("attn_implementation", "sdpa"),
-        gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing", False)),
-        init_from=str(init_from) if init_from else None,
-        init_mode=str(model_cfg.get("init_mode", "merge")),
-        for_training=for_training,
-    )
-
 
 def build_encoder(settings: EncoderSettings) -> Encoder:
     """Build an Encoder: base weights (a named model, or an earlier stage), then LoRA, pooling."""
@@ -220,13 +156,12 @@ def check_trainable_keys(expected: set[str], found: set[str], source: str) -> No
 def _load_checkpoint(path: Path, *, dtype="auto", trainable: bool = False) -> Encoder:
     checkpoint = _read_checkpoint(path)  # read once: settings and weights
     hparams = checkpoint["hyper_parameters"]
-    cfg = OmegaConf.create(hparams["cfg"])
-    full_fine_tuning = not (cfg.get("lora") or {}).get("enabled", False)
+    groups = EncoderGroups.from_config(hparams["cfg"])
+    full_fine_tuning = not groups.lora.enabled
     # for_training=True for a full fine-tune: every weight is in the checkpoint and must be expected.
-    settings = settings_from_config(cfg.model, cfg.lora, cfg.pooling, for_training=trainable or full_fine_tuning)
+    settings = groups.settings(for_training=trainable or full_fine_tuning, gradient_checkpointing=False,
+                               trained_with=hparams.get("trained_with"))
     settings.dtype = dtype if dtype != "auto" else settings.dtype
-    settings.gradient_checkpointing = False
-    settings.trained_with = hparams.get("trained_with") or training_record(cfg)
     encoder = build_encoder(settings)
     weights = {k[len(CHECKPOINT_PREFIX):]: v for k, v in checkpoint["state_dict"].items()
                if k.startswith(CHECKPOINT_PREFIX)}
@@ -237,14 +172,6 @@ def _load_checkpoint(path: Path, *, dtype="auto", trainable: bool = False) -> En
         encoder.requires_grad_(False)
         encoder.eval()
     return encoder
-
-
-def training_record(cfg: DictConfig, run_id: str | None = None, parent_run_id: str | None = None) -> dict:
-    """How a training run formats its inputs (what evaluation and export must repeat), and its lineage."""
-    data = cfg.get("data") or {}
-    return {"instruction_mode": data.get("instruction_mode", "instruction"),
-            "query_template": data.get("query_template"),
-            "run_id": run_id, "parent_run_id": parent_run_id}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -260,18 +187,18 @@ def _is_peft(module) -> bool:
     return hasattr(module, "peft_config")
 
 
-def encoder_from_config(cfg: DictConfig, checkpoint: str | None = None, *, dtype=None) -> Encoder:
-    """The encoder a job config names: `checkpoint` (encoder folder, .ckpt or plain HF folder) or the
-    model/lora/pooling groups. Used by evaluation, mining and export."""
-    dtype = dtype or cfg.model.get("torch_dtype", "auto")
+def encoder_from_groups(groups: EncoderGroups, checkpoint: str | None = None, *, dtype=None) -> Encoder:
+    """The encoder a job names: `checkpoint` (encoder folder, .ckpt or plain HF folder) or the checked
+    model/lora/pooling groups. Used by evaluation, mining, export and decontam."""
+    dtype = dtype or groups.model.torch_dtype
     if not checkpoint:
-        return build_encoder(settings_from_config(cfg.model, cfg.get("lora"), cfg.get("pooling")))
+        return build_encoder(groups.settings())
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint: {path} does not exist")
     if path.suffix == ".ckpt" or (path / ENCODER_FILE).is_file():
         return load_encoder(path, dtype=dtype)
-    if path.is_dir():  # a plain Hugging Face model folder: pooling and LoRA come from the config
-        model_cfg = {**OmegaConf.to_container(cfg.model, resolve=True), "pretrained": str(path)}
-        return build_encoder(settings_from_config(model_cfg, cfg.get("lora"), cfg.get("pooling")))
+    if path.is_dir():  # a plain Hugging Face model folder: pooling and LoRA come from the groups
+        return build_encoder(EncoderGroups(groups.model.model_copy(update={"pretrained": str(path)}),
+                                           groups.lora, groups.pooling).settings())
     raise ValueError(f"checkpoint: {path} is neither an encoder folder nor a .ckpt file")

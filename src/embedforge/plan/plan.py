@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from embedforge.model.builder import lora_settings
+from embedforge.model.settings import LoraGroup
+from embedforge.config_schema import bind
 from embedforge.plan.arch import Arch, PlanError, describe
 from embedforge.plan.cards import card
 from embedforge.plan.memory import FRAMEWORK_OVERHEAD_BYTES, GiB, Memory, Workload, estimate
@@ -71,7 +72,7 @@ def make_plan(cfg: DictConfig, *, gpu: str = "H100", mfu: float = 0.4, num_examp
     if not 0 < mfu <= 1:
         raise PlanError(f"config key 'plan.mfu': must be in (0, 1], got {mfu!r}")
     gpu, gpu_memory, peak, _ = card(gpu)
-    lora = lora_settings(cfg.lora)
+    lora = bind(LoraGroup, cfg.lora, "lora").settings()
     arch = describe(str(cfg.model.pretrained), lora)
     nodes = int(cfg.trainer.get("num_nodes") or 1)
     dev = devices if devices is not None else cfg.trainer.get("devices", 1)

@@ -6,8 +6,7 @@ from omegaconf import DictConfig
 
 from embedforge.errors import ConfigError
 from embedforge.losses import build_loss
-from embedforge.model.builder import INIT_MODES, lora_settings
-from embedforge.model.pooling import POOLING_MODES
+from embedforge.model.settings import EncoderGroups
 from embedforge.data.sources.checks import check_data_config
 
 
@@ -20,8 +19,10 @@ def _fail(key: str, message: str):
 
 
 def check_train_config(cfg: DictConfig) -> None:
-    if cfg.pooling.mode not in POOLING_MODES:
-        _fail("pooling.mode", f"unknown pooling '{cfg.pooling.mode}' (expected one of: {', '.join(POOLING_MODES)})")
+    try:  # model, lora (unknown keys such as lora.use_dorra) and pooling, before any model loads
+        EncoderGroups.from_config(cfg)
+    except ConfigError as exc:
+        raise TrainConfigError(str(exc)) from None
     temperature = cfg.loss.get("temperature", 1.0)
     if not isinstance(temperature, (int, float)) or temperature <= 0:
         _fail("loss.temperature", f"must be a number > 0, got {temperature!r}")
@@ -31,18 +32,6 @@ def check_train_config(cfg: DictConfig) -> None:
         message = str(exc)
         key = message.split(":")[0] if message.startswith("loss.") else "loss._target_"
         _fail(key, message.split(": ", 1)[-1])
-    if cfg.model.get("init_mode", "merge") not in INIT_MODES:
-        _fail("model.init_mode", f"unknown mode {cfg.model.init_mode!r} (expected one of: {', '.join(INIT_MODES)})")
-    if cfg.lora.get("enabled", False):
-        r = cfg.lora.get("r")
-        if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
-            _fail("lora.r", f"must be a positive integer, got {r!r}")
-        if cfg.lora.get("alpha", 1) <= 0:
-            _fail("lora.alpha", f"must be > 0, got {cfg.lora.alpha!r}")
-        try:  # unknown keys (lora.use_dorra) and the peft options' values, before any model loads
-            lora_settings(cfg.lora)
-        except ValueError as exc:
-            raise TrainConfigError(str(exc)) from None
     check_data_config(cfg.data)  # data/sources/checks.py; the data itself is read and checked by setup()
     devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)
     if isinstance(devices, int) and isinstance(nodes, int):  # "auto" devices: checked once the trainer knows

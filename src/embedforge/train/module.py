@@ -16,8 +16,8 @@ from embedforge.losses import build_loss
 from embedforge.losses.duplicates import duplicate_pair_mask
 from embedforge.losses.gradcache import GradCache
 from embedforge.losses.infonce import ranking_accuracy
-from embedforge.model.builder import (build_encoder, check_trainable_keys, settings_from_config,
-                                      training_record)
+from embedforge.model.builder import build_encoder, check_trainable_keys
+from embedforge.model.settings import EncoderGroups
 from embedforge.model.encoder import Encoder
 from embedforge.train.callbacks import logs_this_step
 from embedforge.train.metrics import retrieval_metrics
@@ -57,10 +57,9 @@ class EmbeddingModule(pl.LightningModule):
         self._val_outputs: list[dict] = []
 
     def encoder_settings(self):
-        settings = settings_from_config(self.cfg.model, self.cfg.lora, self.cfg.pooling, for_training=True)
-        settings.trained_with = self.trained_with
-        settings.gradient_checkpointing = effective_checkpointing(self.cfg)  # train() logs the GradCache switch-off
-        return settings
+        # train() logs the GradCache switch-off of activation checkpointing
+        return EncoderGroups.from_config(self.cfg).settings(
+            for_training=True, gradient_checkpointing=effective_checkpointing(self.cfg), trained_with=self.trained_with)
 
     def configure_model(self) -> None:
         if self.encoder is None:
@@ -255,6 +254,14 @@ class EmbeddingModule(pl.LightningModule):
         states, self._rng_on_next_batch = getattr(self, "_rng_on_next_batch", None), None
         if states is not None:
             restore_rng_states(states)
+
+
+def training_record(cfg: DictConfig, run_id: str | None = None, parent_run_id: str | None = None) -> dict:
+    """How a training run formats its inputs (what evaluation and export must repeat), and its lineage."""
+    data = cfg.get("data") or {}
+    return {"instruction_mode": data.get("instruction_mode", "instruction"),
+            "query_template": data.get("query_template"),
+            "run_id": run_id, "parent_run_id": parent_run_id}
 
 
 def into_slots(filled: torch.Tensor, doc_mask: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from embedforge.model.builder import load_tokenizer, settings_from_config
+from embedforge.model.builder import load_tokenizer
+from embedforge.model.settings import EncoderGroups
 from embedforge.model.encoder import ENCODER_FILE
 from embedforge.run_record import RECORD_FILE, build_run_record, environment, redact, write_run_record
 from embedforge.train.config_checks import TrainConfigError, check_global_batch, check_train_config, global_batch
@@ -153,7 +154,7 @@ def train(cfg: DictConfig) -> dict:
     started, env = time.perf_counter(), environment()  # git state of the code that runs, not of its end
 
     # Data first (tokenizer only): a bad record fails in seconds, before any weights load.
-    tokenizer = load_tokenizer(settings_from_config(cfg.model, cfg.lora, cfg.pooling))
+    tokenizer = load_tokenizer(EncoderGroups.from_config(cfg).settings())
     datamodule = EmbeddingDataModule(cfg.data, tokenizer, seed=int(cfg.seed))
     datamodule.setup("fit")
     run_id, parent = _run_id(cfg), parent_run_id(init_from)
