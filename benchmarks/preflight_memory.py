@@ -66,14 +66,14 @@ def one(overrides: str) -> dict:
     from embedforge.model.builder import build_encoder
     from embedforge.model.settings import EncoderGroups
     from embedforge.plan.plan import make_plan
-    from embedforge.train.module import effective_checkpointing
+    from embedforge.train.settings import activation_checkpointing, bind_loss
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
     cfg = compose(overrides.split() + ["trainer=cpu", "logger=none"])
     plan = make_plan(cfg, gpu="H100")
     settings = EncoderGroups.from_config(cfg).settings(for_training=True)
-    settings.gradient_checkpointing = effective_checkpointing(cfg)
+    settings.gradient_checkpointing = activation_checkpointing(EncoderGroups.from_config(cfg).model, bind_loss(cfg.loss))
     settings.dtype = "float32"
     encoder = build_encoder(settings)
     encoder.train()

@@ -7,7 +7,7 @@ import pytest
 from hydra.errors import MissingConfigException
 
 from embedforge.paths import CONF_DIR
-from embedforge.train.config_checks import TrainConfigError, check_train_config
+from embedforge.train.settings import TrainConfigError, TrainSettings
 from embedforge.train.run import train
 
 EXPERIMENTS = sorted(str(p.relative_to(CONF_DIR / "experiment").with_suffix("")) for p in (CONF_DIR / "experiment").rglob("*.yaml")
@@ -88,7 +88,7 @@ def test_experiment_runs_fast_dev_run_on_cpu(compose_train, experiment):
 def test_every_group_option_composes(compose_train, group):
     for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
         cfg = compose_train(f"{group}={option}")
-        check_train_config(cfg)
+        TrainSettings.from_config(cfg)
 
 
 @pytest.mark.parametrize("override, key", [

@@ -23,8 +23,10 @@ def relative_difference(got: torch.Tensor, ref: torch.Tensor) -> float:
 
 def fsdp_first_step(compose_train, tmp_path, *extra):
     """(per-rank dumps, single-process loss and gradients over both ranks' batches, from the same weights)."""
+    # no clipping (trainer.gradient_clip_val=null: under GradCache the module would clip): the gradients
+    # are read after the step (clipping over the shards is checked elsewhere)
     cfg = compose_train(*BASE, "lora.dropout=0.0", "data.batch_size=4", "trainer.max_steps=1",
-                        "loss.temperature=0.05", *extra)
+                        "loss.temperature=0.05", "trainer.gradient_clip_val=null", *extra)
     torch.manual_seed(0)
     module = EmbeddingModule(cfg)
     module.configure_model()
@@ -33,7 +35,6 @@ def fsdp_first_step(compose_train, tmp_path, *extra):
             torch.nn.init.normal_(param, std=0.05)
     initial = copy.deepcopy(module.state_dict())
     datamodule = EmbeddingDataModule(cfg.data, module.encoder.tokenizer, seed=0)
-    # no clipping: the gradients are read after the step (clipping over the shards is checked elsewhere)
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, gradient_clip_val=None,
                           callbacks=[DumpFullGradsFirstStep(str(tmp_path))])
     trainer.fit(module, datamodule=datamodule)

@@ -120,7 +120,7 @@ def test_gradcache_trains_through_lightning(compose_train):
 
 
 def test_gradcache_config_errors(compose_train):
-    from embedforge.train.config_checks import TrainConfigError
+    from embedforge.train.settings import TrainConfigError
     from embedforge.train.run import train
 
     with pytest.raises(ValueError, match="loss.grad_cache.chunk_size"):

@@ -377,7 +377,7 @@ def test_unknown_lora_keys_are_refused_naming_the_key():
 
 
 def test_a_lora_typo_stops_training_at_start_in_one_line(compose_train):
-    from embedforge.train.config_checks import TrainConfigError
+    from embedforge.train.settings import TrainConfigError
     from embedforge.train.run import train
 
     with pytest.raises(TrainConfigError, match=r"^config key 'lora\.use_dorra' is unknown") as err:

@@ -66,13 +66,13 @@ def test_optuna_search_space_is_made_of_training_overrides(compose_train):
 
 @pytest.mark.parametrize("sweep_file", ["sweep.yaml", "sweep_mteb.yaml"])
 def test_wandb_sweeps_compose_as_training_overrides(compose_train, sweep_file):
-    from embedforge.train.config_checks import check_train_config
+    from embedforge.train.settings import TrainSettings
 
     sweep = yaml.safe_load((REPO_ROOT / sweep_file).read_text())
     fixed = [a for a in sweep["command"] if "=" in a and not a.startswith("$")]
     for name, spec in sweep["parameters"].items():
         for value in spec.get("values", [spec.get("min"), spec.get("max")]):
-            check_train_config(compose_train(*fixed, f"{name}={value}"))
+            TrainSettings.from_config(compose_train(*fixed, f"{name}={value}"))
     metric = sweep["metric"]["name"]
     if sweep_file == "sweep_mteb.yaml":  # the in-training evaluation logs val/<task>/<main score>
         task = metric.split("/")[1]

@@ -17,7 +17,7 @@ TINY = ["model=tiny-mistral", "pooling=last_token", "lora=r8", "data.batch_size=
 
 def test_training_record_is_complete(compose_train, tmp_path, monkeypatch):
     monkeypatch.setenv("EMBEDFORGE_TEST_API_KEY", "sk-do-not-log-me")
-    cfg = compose_train(*TINY, "run_name=rec", "+synth_client.api_key=${oc.env:EMBEDFORGE_TEST_API_KEY}")
+    cfg = compose_train(*TINY, "run_name=rec", "+logger.api_key=${oc.env:EMBEDFORGE_TEST_API_KEY}")
     train(cfg)
     text = (tmp_path / "runs/rec/run" / RECORD_FILE).read_text()
     assert "sk-do-not-log-me" not in text

@@ -7,7 +7,8 @@ import logging
 import pytest
 import torch
 
-from embedforge.train.config_checks import TrainConfigError
+from embedforge.errors import ConfigError
+from embedforge.train.settings import TrainConfigError
 from embedforge.train.precision import choose_precision, resolve_precision
 from embedforge.train.run import train
 
@@ -25,7 +26,7 @@ def test_auto_precision_follows_the_cards_bf16():
 
 
 def test_explicit_bf16_on_a_card_without_it_is_refused_in_one_line():
-    with pytest.raises(TrainConfigError, match=r"^config key 'trainer\.precision': bf16-mixed .*V100") as err:
+    with pytest.raises(ConfigError, match=r"^config key 'trainer\.precision': bf16-mixed .*V100") as err:
         choose_precision("bf16-mixed", on_gpu=True, bf16_supported=False, device_name="Tesla V100-SXM2-32GB")
     assert "\n" not in str(err.value)
     assert choose_precision("bf16-mixed", on_gpu=True, bf16_supported=True) == ("bf16-mixed", None)
@@ -47,7 +48,7 @@ def test_gpu_trainer_config_on_a_mocked_card(compose_train, monkeypatch, caplog,
         assert resolve_precision(cfg.trainer) == expected_precision
     assert ("16-mixed" in caplog.text) == (not bf16)
     assert resolve_dtype("auto") == expected_dtype
-    with pytest.raises(TrainConfigError, match="trainer.precision") if not bf16 else _nothing():
+    with pytest.raises(ConfigError, match="trainer.precision") if not bf16 else _nothing():
         resolve_precision(compose_train("trainer=gpu", "trainer.precision=bf16-mixed").trainer)
 
 
@@ -78,14 +79,14 @@ def test_num_nodes_overrides_without_plus(compose_train):
     (["trainer.num_nodes=2", "data.global_batch_size=null"], True),  # the check switched off
 ])
 def test_the_declared_global_batch_is_checked_at_start(compose_train, overrides, ok):
-    from embedforge.train.config_checks import check_train_config
+    from embedforge.train.settings import TrainSettings
 
     cfg = compose_train("experiment=paper/synthetic_msmarco", *overrides)
     if ok:
-        check_train_config(cfg)
+        TrainSettings.from_config(cfg)
         return
     with pytest.raises(TrainConfigError) as err:
-        check_train_config(cfg)
+        TrainSettings.from_config(cfg)
     message = str(err.value)
     assert message.startswith("config key 'data.global_batch_size': declares 2048") and "\n" not in message
     for key in ("trainer.num_nodes", "trainer.devices", "data.batch_size", "trainer.accumulate_grad_batches"):

@@ -90,7 +90,7 @@ def test_two_stage_chain_from_the_command_line_records_its_parent(compose_train)
 
 
 def test_init_from_run_name_without_a_run_is_a_clear_error(compose_train):
-    from embedforge.train.config_checks import TrainConfigError
+    from embedforge.train.settings import TrainConfigError
 
     with pytest.raises(TrainConfigError, match="model.init_from"):
         train(compose_train(*BASE, "model.init_from=run:never-ran"))
@@ -117,10 +117,10 @@ def test_continue_mode_trains_with_one_forward_whatever_the_source(compose_train
     init = {"folder": record["encoder_dir"], "run": "run:stage1",
             "ckpt": str(tmp_path / "runs/stage1/run/checkpoints/last.ckpt")}[source]
     if source == "run":
-        from embedforge.train.run import resolve_init_from
+        from embedforge.train.settings import resolve_init_from
 
         cfg = compose_train(*BASE, f"model.init_from={init}")
-        init = resolve_init_from(cfg)
+        init = resolve_init_from(cfg.model.init_from, cfg.paths.output_root)
     child = stage2_module(compose_train, f"model.init_from={init}", "model.init_mode=continue", "lora=r8")
     layers = [m for m in child.encoder.modules() if hasattr(m, "lora_A")]
     assert len(layers) == 14 and all(type(m) is SharedDropoutLoraLinear for m in layers)

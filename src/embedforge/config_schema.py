@@ -36,11 +36,12 @@ class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
 
 
-def to_plain(node: Any, key: str) -> Any:
-    """A DictConfig/ListConfig as plain Python, interpolations resolved; a missing value names its key."""
+def to_plain(node: Any, key: str, *, missing_ok: bool = False) -> Any:
+    """A DictConfig/ListConfig as plain Python, interpolations resolved; a missing value (`???`) names its
+    key, unless `missing_ok` (then it stays the string "???", for settings filled in later)."""
     if isinstance(node, (DictConfig, ListConfig)):
         try:
-            return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+            return OmegaConf.to_container(node, resolve=True, throw_on_missing=not missing_ok)
         except OmegaConfBaseException as exc:
             where = getattr(exc, "full_key", None)
             raise ConfigError(f"config key '{_join(key, where) if where else key}': "
@@ -56,19 +57,38 @@ def _join(prefix: str, rest: str | None) -> str:
     return f"{prefix}.{rest}"
 
 
+# pydantic names the branch of a union that failed inside the location (e.g. "constrained-int",
+# "literal['auto']"): not part of the config key.
+_TYPE_LABELS = {"str", "int", "float", "bool", "list", "dict", "none", "tuple", "set"}
+
+
+def _is_branch_label(part) -> bool:
+    return isinstance(part, str) and (part in _TYPE_LABELS or "[" in part or "-" in part)
+
+
+def _key_of(key: str, loc: tuple) -> str:
+    return _join(key, ".".join(str(p) for p in loc if not _is_branch_label(p)))
+
+
 def describe_error(exc: ValidationError, key: str, schema: type[BaseModel]) -> str:
-    """The first problem of a ValidationError as `config key '<key>.<field>': <what is wrong>`."""
+    """The first problem of a ValidationError as `config key '<key>.<field>': <what is wrong>`; the
+    branches of a union that all failed at that key are joined with "or"."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    where = _join(key, ".".join(str(part) for part in first["loc"]))
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    where = _key_of(key, first["loc"])
+    same = [e for e in errors if _key_of(key, e["loc"]) == where]
+    more = f" (and {len(errors) - len(same)} more)" if len(errors) > len(same) else ""
     if first["type"] == "extra_forbidden":
-        owner = _owner(schema, first["loc"][:-1])
+        owner = _owner(schema, tuple(p for p in first["loc"][:-1] if not _is_branch_label(p)))
         known = ", ".join(owner.model_fields) if owner is not None else ""
         return f"config key '{where}' is unknown" + (f" (known: {known})" if known else "") + more
     if first["type"] == "missing":
         return f"config key '{where}': required, not set{more}"
     message = first["msg"].removeprefix("Value error, ")
+    if message.startswith("config key '"):  # a nested bind() already named the key (e.g. a data source)
+        return message + more
+    if len(same) > 1:
+        message = " or ".join(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in same))
     shown = "" if first["type"].startswith("value_error") else f", got {first.get('input')!r}"
     return f"config key '{where}': {message}{shown}{more}"
 
@@ -96,10 +116,11 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def bind(schema: type[S], node: Any, key: str, **extra: Any) -> S:
+def bind(schema: type[S], node: Any, key: str, *, missing_ok: bool = False, **extra: Any) -> S:
     """`node` (a config group, a dict, or None for all defaults) checked into `schema`; a bad or unknown
-    key raises ConfigError naming it (`key` is the group's path in the composed config, e.g. "lora")."""
-    values = to_plain(node, key)
+    key raises ConfigError naming it (`key` is the group's path in the composed config, e.g. "lora").
+    `extra` replaces keys of `node`."""
+    values = to_plain(node, key, missing_ok=missing_ok)
     values = {} if values is None else values
     if not isinstance(values, dict):
         raise ConfigError(f"config key '{key}': must be a mapping, got {values!r}")

@@ -10,7 +10,8 @@ import torch
 from embedforge.data.jsonl import load_examples
 from embedforge.data.mixture import build_mixture, counts_table, sample_indices
 from embedforge.data.sources import SourceError
-from embedforge.data.sources.checks import DataConfigError, check_data_config
+from embedforge.data.settings import DataSettings
+from embedforge.errors import ConfigError
 from embedforge.train.datamodule import EmbeddingDataModule
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -132,8 +133,8 @@ def test_bad_mixture_config_fails_at_the_config_check_naming_the_key(compose_tra
 
     monkeypatch.setattr(run, "EmbeddingModule", no_model)
     cfg = compose_train(override)
-    with pytest.raises(DataConfigError) as err:
-        check_data_config(cfg.data)
+    with pytest.raises(ConfigError) as err:
+        DataSettings.from_config(cfg.data)
     assert f"'{key}'" in str(err.value)
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         run.train(cfg)
@@ -150,7 +151,7 @@ def test_bad_mixture_config_fails_at_the_config_check_naming_the_key(compose_tra
 ])
 def test_bad_data_fails_in_setup_naming_the_source_and_key(compose_train, overrides, message):
     cfg = compose_train(*overrides)
-    check_data_config(cfg.data)  # structurally fine: only reading the data shows the problem
+    DataSettings.from_config(cfg.data)  # structurally fine: only reading the data shows the problem
     with pytest.raises(SourceError, match=message):
         EmbeddingDataModule(cfg.data, tokenizer=None, seed=0).setup("fit")
 
@@ -159,7 +160,7 @@ def test_empty_source_fails_in_setup(compose_train, tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n\n")
     cfg = compose_train(f"+data.sources.empty={{type:jsonl,files:[{tmp_path / 'empty.jsonl'}]}}")
     with pytest.raises(SourceError, match=r"data\.sources\.empty: no usable records \(0 rejected\)"):
-        build_mixture(cfg.data, seed=0)
+        build_mixture(DataSettings.from_config(cfg.data), seed=0)
 
 
 def test_bad_data_fails_in_train_before_the_model_is_built(compose_train, monkeypatch):

@@ -9,7 +9,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from embedforge.data.sources import SOURCE_TYPES, SourceError, build_source
-from embedforge.data.sources.checks import DataConfigError, check_source
+from embedforge.data.settings import DataSettings
+from embedforge.errors import ConfigError
+
+
+def check_source(name, spec):
+    DataSettings.from_config(OmegaConf.create({"sources": {name: spec}}), check_files=False)
 from embedforge.paths import CONF_DIR
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -136,6 +141,6 @@ def test_unset_mandatory_path_and_unknown_type_or_setting_are_named():
         load("weak", preset("weak_title_body"))
     with pytest.raises(SourceError, match=r"data\.sources\.x\.type: unknown source type 'parquet'"):
         build_source("x", OmegaConf.create({"type": "parquet"}))
-    with pytest.raises(DataConfigError, match=r"'data\.sources\.quora\.colums': unknown setting"):
+    with pytest.raises(ConfigError, match=r"'data\.sources\.quora\.colums' is unknown"):
         check_source("quora", preset("quora", colums={"query": "q"}))
     assert set(SOURCE_TYPES) == {"jsonl", "synthetic", "hub", "beir_title_body"}

@@ -18,11 +18,12 @@ from embedforge.train.launch import shared_run_dir
 def hydra_main(cfg: DictConfig) -> float | None:
     from embedforge.run_record import record_metric
     from embedforge.train.run import train
+    from embedforge.train.settings import TrainSettings
 
-    record = train(cfg)
+    settings = TrainSettings.from_config(cfg)  # the one check of the composed config; typed from here on
+    record = train(settings)
     # The objective for Hydra sweepers (hparams_search=optuna): `optimized_metric`, higher is better.
-    name = cfg.get("optimized_metric") or "val/ndcg@10"
-    return record_metric(record, name)
+    return record_metric(record, settings.optimized_metric)
 
 
 @one_line_errors("train")

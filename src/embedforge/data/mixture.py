@@ -13,10 +13,9 @@ import logging
 import random
 from dataclasses import dataclass, field
 
-from omegaconf import OmegaConf
-
 from embedforge.data.schema import Example
-from embedforge.data.sources import SourceError, SourceLoad, build_source
+from embedforge.data.settings import DataSettings
+from embedforge.data.sources import SourceLoad, build_source
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +41,6 @@ def sample_indices(n: int, ratio: float, cap: int | None, rng: random.Random) ->
     return list(range(n)) * copies + sorted(rng.sample(range(n), rest))
 
 
-def source_specs(data_cfg) -> dict:
-    """{name: config node} of the sources to load, in configuration order."""
-    if data_cfg.get(SHORTHAND):
-        return {SHORTHAND: OmegaConf.create({"type": "jsonl", SHORTHAND: list(data_cfg[SHORTHAND])})}
-    return dict(data_cfg.get("sources") or {})
-
-
-def sampling_settings(name: str, spec) -> tuple[float, int | None]:
-    """(ratio, cap) of a source, refused unless ratio > 0 and cap is empty or > 0."""
-    if name == SHORTHAND:
-        return 1.0, None
-    ratio = spec.get("ratio")
-    ratio = 1.0 if ratio is None else ratio
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
-        raise SourceError(f"data.sources.{name}.ratio: must be a number > 0, got {ratio!r}")
-    cap = spec.get("max_examples")
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
-        raise SourceError(f"data.sources.{name}.max_examples: must be an integer > 0 or null, got {cap!r}")
-    return float(ratio), cap
-
-
 def load_source(name: str, spec, on_error: str) -> SourceLoad:
     if name == SHORTHAND and SHORTHAND in spec:
         source = build_source(name, spec, on_error)
@@ -72,12 +50,13 @@ def load_source(name: str, spec, on_error: str) -> SourceLoad:
     return source.load()
 
 
-def build_mixture(data_cfg, seed: int) -> Mixture:
+def build_mixture(data: DataSettings, seed: int) -> Mixture:
     """Load every source (all errors surface here, before any model exists), then sample."""
-    on_error = data_cfg.get("on_error", "fail")
+    on_error = data.on_error
     mixture = Mixture()
-    for index, (name, spec) in enumerate(source_specs(data_cfg).items()):
-        ratio, cap = sampling_settings(name, spec)
+    for index, (name, spec) in enumerate(data.source_configs().items()):
+        ratio = 1.0 if spec.get("ratio") is None else float(spec["ratio"])  # checked by DataSettings
+        cap = spec.get("max_examples")
         loaded = load_source(name, spec, on_error)
         picked = sample_indices(len(loaded.examples), ratio, cap, random.Random(f"{seed}/{name}"))
         mixture.names.append(name)
@@ -90,7 +69,7 @@ def build_mixture(data_cfg, seed: int) -> Mixture:
         if loaded.errors:
             log.warning("source %s: %d records rejected and reported above; %d kept", name, len(loaded.errors),
                         len(loaded.examples))
-    limit = data_cfg.get("max_train_examples")
+    limit = data.max_train_examples
     if limit and int(limit) < len(mixture.examples):
         # A seeded sample across the whole mixture (not the first records of the first files).
         keep = sorted(random.Random(f"{seed}/max_train_examples").sample(range(len(mixture.examples)), int(limit)))

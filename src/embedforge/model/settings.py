@@ -102,12 +102,12 @@ class EncoderGroups:
                    pooling=bind(PoolingGroup, cfg.get("pooling"), "pooling"))
 
     def settings(self, *, for_training: bool = False, gradient_checkpointing: bool | None = None,
-                 init_from: str | None = None, trained_with: dict | None = None) -> EncoderSettings:
+                 trained_with: dict | None = None) -> EncoderSettings:
         model = self.model
         return EncoderSettings(
             pretrained=model.pretrained, pooling=self.pooling.mode, normalize=self.pooling.normalize,
             max_length=model.max_length, lora=self.lora.settings(), dtype=model.torch_dtype,
             attn_implementation=model.attn_implementation,
             gradient_checkpointing=model.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing,
-            init_from=init_from if init_from is not None else model.init_from, init_mode=model.init_mode,
-            for_training=for_training, trained_with=dict(trained_with or {}))
+            init_from=model.init_from, init_mode=model.init_mode, for_training=for_training,
+            trained_with=dict(trained_with or {}))

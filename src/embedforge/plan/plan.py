@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from embedforge.model.settings import LoraGroup
-from embedforge.config_schema import bind
 from embedforge.plan.arch import Arch, PlanError, describe
 from embedforge.plan.cards import card
 from embedforge.plan.memory import FRAMEWORK_OVERHEAD_BYTES, GiB, Memory, Workload, estimate
-from embedforge.train.config_checks import global_batch as batch_of_step
+from embedforge.data.settings import DataSettings
+from embedforge.model.settings import EncoderGroups
+from embedforge.train.settings import activation_checkpointing, bind_loss, global_batch as batch_of_step
 from embedforge.train.strategies import strategy_target
 from embedforge.train.throughput import training_flops_per_token
 
@@ -67,37 +67,39 @@ def _strategy_shards(cfg: DictConfig) -> bool:
 def make_plan(cfg: DictConfig, *, gpu: str = "H100", mfu: float = 0.4, num_examples: int | None = None,
               devices: int | None = None) -> Plan:
     """The plan of `cfg` (conf/train.yaml composed as training composes it) on `gpu` cards."""
-    from embedforge.train.module import effective_checkpointing
-
     if not 0 < mfu <= 1:
         raise PlanError(f"config key 'plan.mfu': must be in (0, 1], got {mfu!r}")
     gpu, gpu_memory, peak, _ = card(gpu)
-    lora = bind(LoraGroup, cfg.lora, "lora").settings()
-    arch = describe(str(cfg.model.pretrained), lora)
+    groups = EncoderGroups.from_config(cfg)
+    data = DataSettings.from_config(cfg.data, check_files=False)  # the data may live on the cluster only
+    loss = bind_loss(cfg.loss)
+    lora = groups.lora.settings()
+    arch = describe(groups.model.pretrained, lora)
     nodes = int(cfg.trainer.get("num_nodes") or 1)
     dev = devices if devices is not None else cfg.trainer.get("devices", 1)
     if not isinstance(dev, int):
         raise PlanError(f"config key 'trainer.devices': '{dev}' cannot be planned; give a number (trainer.devices=8)")
-    batch = int(cfg.data.batch_size)
+    batch = data.batch_size
     accumulate = int(cfg.trainer.get("accumulate_grad_batches") or 1)
-    negatives = int(cfg.data.get("hard_negatives", 1) or 0)
-    chunk = (cfg.loss.get("grad_cache") or {}).get("chunk_size")
-    checkpointing = effective_checkpointing(cfg)
+    negatives = data.hard_negatives
+    chunk = loss.grad_cache_chunk
+    checkpointing = activation_checkpointing(groups.model, loss)
     world = nodes * dev
-    dtype = str(cfg.model.get("torch_dtype", "auto"))
+    dtype = groups.model.torch_dtype
     weight_bytes = 4 if dtype in ("float32", "fp32") else 2
     # On the GPU, trainer.precision=auto computes in bf16 (fp16 on V100s): 2-byte activations.
     act_bytes = 4 if str(cfg.trainer.get("precision", "auto")).startswith("32") else 2
-    attn = str(cfg.model.get("attn_implementation") or "sdpa")
-    workload = Workload(sequences=batch * (2 + negatives), length=int(cfg.model.max_length), queries=batch,
+    attn = str(groups.model.attn_implementation or "sdpa")
+    workload = Workload(sequences=batch * (2 + negatives), length=groups.model.max_length, queries=batch,
                         world=world, act_bytes=act_bytes, weight_bytes=weight_bytes,
                         chunk=int(chunk) if chunk is not None else None, checkpointing=checkpointing,
                         lora_r=lora.r if lora else None, lora_dropout=lora.dropout if lora else 0.0,
                         shard_weights=_strategy_shards(cfg), flash_attention=attn == "flash_attention_2",
                         embedding_dim=arch.hidden)
-    global_batch = batch_of_step(cfg, num_nodes=nodes, devices=dev)  # the figure training checks
-    declared = cfg.data.get("global_batch_size")
-    examples = num_examples if num_examples is not None else cfg.data.get("max_train_examples")
+    # the figure training checks
+    global_batch = batch_of_step(data, {"accumulate_grad_batches": accumulate}, num_nodes=nodes, devices=dev)
+    declared = data.global_batch_size
+    examples = num_examples if num_examples is not None else data.max_train_examples
     steps_per_epoch = -(-int(examples) // global_batch) if examples else None
     max_steps = int(cfg.trainer.get("max_steps") or -1)
     epochs = int(cfg.trainer.get("max_epochs") or 1)
@@ -122,7 +124,7 @@ def fixes(plan: Plan) -> list[str]:
     w = plan.workload
     chunk = w.chunk
     if chunk is None:
-        # Turning GradCache on turns checkpointing off (train/module.effective_checkpointing) unless asked.
+        # Turning GradCache on turns checkpointing off (train/settings.activation_checkpointing) unless asked.
         for size in (64, 32, 16, 8, 4, 2, 1):
             if size < w.sequences and _fits(plan, replace(w, chunk=size, checkpointing=False)):
                 out.append(f"loss.grad_cache.chunk_size={size}")

@@ -10,6 +10,7 @@ import logging
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
@@ -18,9 +19,8 @@ from embedforge.data.collate import ContrastiveCollator
 from embedforge.data.jsonl import load_examples
 from embedforge.data.mixture import Mixture, build_mixture, print_counts
 from embedforge.data.schema import Example
-from embedforge.data.sources.checks import check_data_config
-from embedforge.data.sources.files import expand_files  # noqa: F401 - re-exported (config checks, tests)
-from embedforge.errors import ConfigError
+from embedforge.data.settings import DataSettings
+from embedforge.data.sources.files import expand_files
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,10 @@ class ValidationCollator:
 
 
 class EmbeddingDataModule(pl.LightningDataModule):
-    def __init__(self, data_cfg, tokenizer, seed: int = 0):
+    def __init__(self, data: DataSettings | DictConfig, tokenizer, seed: int = 0):
         super().__init__()
-        self.cfg = data_cfg
+        # Checked settings (train/settings.py); a composed `data` group is checked here the same way.
+        self.cfg = DataSettings.from_config(data)
         self.tokenizer = tokenizer
         self.seed = seed
         self.train_examples: list[Example] = []
@@ -82,8 +83,8 @@ class EmbeddingDataModule(pl.LightningDataModule):
     def collator(self, hard_negatives: int) -> ContrastiveCollator:
         return ContrastiveCollator(
             tokenizer=self.tokenizer,
-            query_max_length=int(self.cfg.query_max_length),
-            doc_max_length=int(self.cfg.doc_max_length),
+            query_max_length=self.cfg.query_max_length,
+            doc_max_length=self.cfg.doc_max_length,
             hard_negatives=hard_negatives,
             template=self.cfg.query_template,
             instruction_mode=self.cfg.instruction_mode,
@@ -92,11 +93,10 @@ class EmbeddingDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Load, validate and sample all training and validation data (idempotent)."""
         if self.mixture is None:
-            check_data_config(self.cfg)
             self.mixture = build_mixture(self.cfg, self.seed)
             self.train_examples = self.mixture.examples
             rank_zero_only(print_counts)(self.mixture.counts)
-        if not self.val_examples and self.cfg.get("val_files"):
+        if not self.val_examples and self.cfg.val_files:
             self.val_examples = load_all(self.cfg.val_files, "data.val_files", self.cfg.on_error)
 
     def mixture_counts(self) -> dict[str, dict]:
@@ -106,11 +106,10 @@ class EmbeddingDataModule(pl.LightningDataModule):
     def train_sampler(self) -> SourceBatchSampler:
         trainer = getattr(self, "trainer", None)
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        sampler = SourceBatchSampler(self.mixture.source_ids, int(self.cfg.batch_size), self.seed,
-                                     mode=self.cfg.get("batching", "mixed"),
-                                     drop_last=bool(self.cfg.get("drop_last", True)), num_replicas=world, rank=rank,
-                                     lengths=self.record_lengths() if self.cfg.get("group_by_length") else None,
-                                     length_window=int(self.cfg.get("length_window", 64)))
+        sampler = SourceBatchSampler(self.mixture.source_ids, self.cfg.batch_size, self.seed,
+                                     mode=self.cfg.batching, drop_last=self.cfg.drop_last, num_replicas=world,
+                                     rank=rank, lengths=self.record_lengths() if self.cfg.group_by_length else None,
+                                     length_window=self.cfg.length_window)
         if sampler.mode == "same_source":
             covered = set().union(*sampler.source_of_batches()) if len(sampler) else set()
             for index, name in enumerate(self.mixture.names):
@@ -131,7 +130,7 @@ class EmbeddingDataModule(pl.LightningDataModule):
             ExampleDataset(self.train_examples),
             batch_size=None,  # each item the sampler yields is one batch
             sampler=self.sampler,
-            collate_fn=self.collator(int(self.cfg.hard_negatives)),
+            collate_fn=self.collator(self.cfg.hard_negatives),
             **self.loader_options(),
         )
 
@@ -146,15 +145,11 @@ class EmbeddingDataModule(pl.LightningDataModule):
         milliseconds; on CPU they stay in it (they are a small part of a CPU step, and worker processes
         would take cores from it). Pinned batches let Lightning's non-blocking copies overlap the step.
         """
-        workers, pin = self.cfg.get("num_workers", 0), self.cfg.get("pin_memory", "auto")
+        workers, pin = self.cfg.num_workers, self.cfg.pin_memory  # types checked by DataSettings
         if workers == "auto":
             workers = AUTO_GPU_WORKERS if self.on_gpu() else 0
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ConfigError(f"config key 'data.num_workers': {workers!r} is neither auto nor a whole number >= 0")
         if pin == "auto":
             pin = self.on_gpu()
-        if not isinstance(pin, bool):
-            raise ConfigError(f"config key 'data.pin_memory': {pin!r} is neither auto, true nor false")
         # Persistent workers: forked once per fit, not once per epoch and validation pass.
         return {"num_workers": workers, "pin_memory": pin, "persistent_workers": workers > 0}
 
@@ -191,7 +186,7 @@ class EmbeddingDataModule(pl.LightningDataModule):
             positive_ids.setdefault(example.positive, len(positive_ids))
         return DataLoader(
             ExampleDataset(self.val_examples),
-            batch_size=int(self.cfg.get("val_batch_size", self.cfg.batch_size)),
+            batch_size=self.cfg.val_batch_size,
             shuffle=False,
             collate_fn=ValidationCollator(self.collator(0), positive_ids),
             **self.loader_options(),

@@ -10,17 +10,16 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from lightning_fabric.utilities.seed import reset_seed
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from embedforge.losses import build_loss
 from embedforge.losses.duplicates import duplicate_pair_mask
 from embedforge.losses.gradcache import GradCache
 from embedforge.losses.infonce import ranking_accuracy
 from embedforge.model.builder import build_encoder, check_trainable_keys
-from embedforge.model.settings import EncoderGroups
 from embedforge.model.encoder import Encoder
 from embedforge.train.callbacks import logs_this_step
 from embedforge.train.metrics import retrieval_metrics
+from embedforge.train.settings import ModuleSettings, TrainSettings
 
 FSDP_PREFIX = "_fsdp_wrapped_module."  # inserted into parameter names by FSDP, absent from its full state dict
 
@@ -28,43 +27,43 @@ FSDP_PREFIX = "_fsdp_wrapped_module."  # inserted into parameter names by FSDP, 
 class EmbeddingModule(pl.LightningModule):
     """Contrastive fine-tuning of an Encoder.
 
-    Hyperparameters are the resolved Hydra config (model, lora, pooling, loss, optim) and the run's
-    lineage, saved in every checkpoint so `embedforge.model.builder.load_encoder` can rebuild the
-    encoder. The backbone is built in `configure_model`, so sharded strategies can build it sharded
-    and the data is read and checked before any weights load.
+    Takes ModuleSettings (train/settings.py): the encoder to build, the loss, the optimiser. Saved in
+    every checkpoint: the resolved config and the run's lineage, so `embedforge.model.builder.load_encoder`
+    can rebuild the encoder. The backbone is built in `configure_model`, so sharded strategies can build it
+    sharded and the data is read and checked before any weights load.
     """
 
-    def __init__(self, cfg: DictConfig | dict, encoder: Encoder | None = None, *, run_id: str | None = None,
-                 parent_run_id: str | None = None):
+    def __init__(self, settings: ModuleSettings | TrainSettings | DictConfig, encoder: Encoder | None = None, *,
+                 run_id: str | None = None, parent_run_id: str | None = None):
         super().__init__()
-        cfg = OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg
-        self.trained_with = training_record(cfg, run_id=run_id, parent_run_id=parent_run_id)
+        if isinstance(settings, DictConfig):  # a composed config (scripts, tests): checked as training checks it
+            settings = TrainSettings.from_config(settings)
+        if isinstance(settings, TrainSettings):
+            settings = settings.module(run_id=run_id, parent_run_id=parent_run_id)
+        self.settings = settings
+        self.trained_with = settings.trained_with
         # Kept in checkpoints only; run.py logs the redacted config to the experiment logger itself.
-        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True), "trained_with": self.trained_with},
-                                  logger=False)
-        self.cfg = cfg
+        self.save_hyperparameters(settings.hparams, logger=False)
         self.encoder = encoder
-        self.loss_fn = build_loss(cfg.loss)
-        self.share_negatives = bool(cfg.loss.get("share_negatives_across_devices", True))
-        self.mask_duplicates = bool(cfg.loss.get("mask_duplicate_positives", True))
-        chunk_size = (cfg.loss.get("grad_cache") or {}).get("chunk_size")
+        self.loss_fn = settings.loss.build()
+        self.share_negatives = settings.loss.share_negatives
+        self.mask_duplicates = settings.loss.mask_duplicates
+        chunk_size = settings.loss.grad_cache_chunk
         self.grad_cache = GradCache(chunk_size) if chunk_size is not None else None
         # GradCache backpropagates chunk by chunk inside one step: the step is driven by hand.
         self.automatic_optimization = self.grad_cache is None
-        self.gradient_clip_val: float | None = None  # set by run.py when GradCache takes over clipping
+        self.gradient_clip_val = settings.gradient_clip_val  # GradCache clips here (train/settings.py)
         # Checkpoints hold only trainable weights (LoRA); on_load_checkpoint checks that every one is there.
         self.strict_loading = False
         self._val_outputs: list[dict] = []
 
     def encoder_settings(self):
-        # train() logs the GradCache switch-off of activation checkpointing
-        return EncoderGroups.from_config(self.cfg).settings(
-            for_training=True, gradient_checkpointing=effective_checkpointing(self.cfg), trained_with=self.trained_with)
+        return self.settings.encoder
 
     def configure_model(self) -> None:
         if self.encoder is None:
             self.encoder = build_encoder(self.encoder_settings())
-            if self.cfg.model.get("compile"):
+            if self.settings.compile:
                 # In place (nn.Module.compile), so parameter and state-dict names stay the same.
                 self.encoder.backbone.compile()
             # Dropout then draws from the seed afresh, wherever the weights were built: in the main process
@@ -203,8 +202,8 @@ class EmbeddingModule(pl.LightningModule):
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
         """`optim.optimizer` and `optim.scheduler` are partial targets (conf/optim/*.yaml)."""
-        optimizer = instantiate(self.cfg.optim.optimizer)(self.parameters())
-        scheduler = instantiate(self.cfg.optim.scheduler)(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        optimizer = instantiate(self.settings.optim.optimizer)(self.parameters())
+        scheduler = instantiate(self.settings.optim.scheduler)(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ checkpoints
@@ -256,14 +255,6 @@ class EmbeddingModule(pl.LightningModule):
             restore_rng_states(states)
 
 
-def training_record(cfg: DictConfig, run_id: str | None = None, parent_run_id: str | None = None) -> dict:
-    """How a training run formats its inputs (what evaluation and export must repeat), and its lineage."""
-    data = cfg.get("data") or {}
-    return {"instruction_mode": data.get("instruction_mode", "instruction"),
-            "query_template": data.get("query_template"),
-            "run_id": run_id, "parent_run_id": parent_run_id}
-
-
 def into_slots(filled: torch.Tensor, doc_mask: torch.Tensor) -> torch.Tensor:
     """Encoded documents (filled slots only) placed into the batch's slot layout; empty slots are zero.
     A gather, not nonzero(): that would make the host wait for the GPU to learn its output's size."""
@@ -290,11 +281,3 @@ def restore_rng_states(states: dict) -> None:
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
-
-def effective_checkpointing(cfg: DictConfig) -> bool:
-    """Whether activation checkpointing really runs: model.gradient_checkpointing, except under GradCache,
-    which already recomputes the forward chunk by chunk (checkpointing would do it twice) unless
-    model.checkpointing_with_grad_cache=true."""
-    requested = bool(cfg.model.get("gradient_checkpointing", False))
-    grad_cache = (cfg.loss.get("grad_cache") or {}).get("chunk_size") is not None
-    return requested and (not grad_cache or bool(cfg.model.get("checkpointing_with_grad_cache", False)))

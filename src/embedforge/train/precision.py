@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from embedforge.model.loading import native_bf16
-from embedforge.train.config_checks import TrainConfigError
+from embedforge.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def choose_precision(requested, *, on_gpu: bool, bf16_supported: bool, device_na
         return "16-mixed", (f"trainer.precision=auto: {device_name} has no bf16; training in fp16 mixed "
                             "precision with loss scaling (16-mixed) instead")
     if on_gpu and requested.startswith("bf16") and not bf16_supported:
-        raise TrainConfigError(f"config key 'trainer.precision': {requested} needs bf16, which {device_name} lacks "
+        raise ConfigError(f"config key 'trainer.precision': {requested} needs bf16, which {device_name} lacks "
                                "(compute capability < 8.0, e.g. V100); use trainer.precision=auto or 16-mixed")
     return requested, None
 

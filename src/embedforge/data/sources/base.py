@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
 from embedforge.data.schema import Example, SchemaError, validate_record
 from embedforge.errors import DataError
@@ -58,7 +58,7 @@ class Source:
         """A setting of this source's config, or `default`; a missing mandatory value (???) is an error."""
         if self.cfg is None or key not in self.cfg:
             return default
-        if OmegaConf.is_config(self.cfg) and OmegaConf.is_missing(self.cfg, key):
+        if (OmegaConf.is_config(self.cfg) and OmegaConf.is_missing(self.cfg, key)) or self.cfg[key] == MISSING:
             raise SourceError(f"{self.key(key)}: required, but not set ({self.missing_hint(key)})")
         value = self.cfg[key]
         return default if value is None else value
