@@ -14,13 +14,17 @@ import json
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import embedforge.paths
 from embedforge.cli.errors import one_line_errors
 from embedforge.errors import ServiceError
+
+if TYPE_CHECKING:
+    from embedforge.synth.settings import GenerateSettings
 
 log = logging.getLogger("embedforge.generate")
 
@@ -58,7 +62,7 @@ class FileOnly(logging.Filter):
         return record.name != "embedforge.synth.rejects"
 
 
-def guard_logging(settings) -> None:
+def guard_logging(settings: GenerateSettings) -> None:
     for name in HTTP_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     secrets = [os.environ.get(g.api_key_env, "") for g in settings.generators]
@@ -71,25 +75,23 @@ def guard_logging(settings) -> None:
 
 
 def precheck(argv: list[str]) -> None:
-    """Compose the config as Hydra will and validate it (out_dir included) before Hydra writes.
+    """Compose the config as Hydra will and bind it (out_dir included) before Hydra writes.
 
     Command lines this cannot mirror (multirun sweeps, another config dir or name, --help/--cfg)
-    are left to Hydra; the same checks run again inside the job.
+    are left to Hydra; the config is bound again inside the job.
     """
     from hydra import compose, initialize_config_dir
 
-    from embedforge.synth.settings import check_out_dir_writable, settings_from_dict
+    from embedforge.synth.settings import check_out_dir_writable, settings_from_config
 
     if any(a.startswith("-") for a in argv):
         return
     try:
         with initialize_config_dir(str(embedforge.paths.CONF_DIR), version_base="1.3"):
             cfg = compose("generate", overrides=list(argv))
-        raw = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # noqa: BLE001 - Hydra will report its own override/composition errors
         return
-    settings_from_dict(raw)
-    check_out_dir_writable(raw.get("out_dir"))
+    check_out_dir_writable(settings_from_config(cfg).out_dir)
 
 
 def _log_hint() -> str:
@@ -103,15 +105,12 @@ def _log_hint() -> str:
     return f"; reject reasons: {path}" if os.path.exists(path) else ""
 
 
-def generate(cfg: DictConfig) -> dict:
+def generate(settings: GenerateSettings) -> dict:
     from embedforge.synth.client import FatalAPIError
     from embedforge.synth.estimate import dry_run, format_estimate
     from embedforge.synth.pipeline import BrainstormFailed, run_pipeline
     from embedforge.synth.report import format_report
-    from embedforge.synth.settings import settings_from_dict
 
-    raw = OmegaConf.to_container(cfg, resolve=True)
-    settings = settings_from_dict(raw)
     guard_logging(settings)
     try:
         if settings.dry_run:
@@ -123,9 +122,8 @@ def generate(cfg: DictConfig) -> dict:
             return est
         report = run_pipeline(settings)
     except (FatalAPIError, BrainstormFailed) as exc:  # say which outputs exist and where the reject reasons are
-        out = raw.get("out_dir")
-        kept = "previous outputs in {} are unchanged" if os.path.exists(os.path.join(str(out), "report.json")) \
-            else "no complete outputs in {} yet"
+        out = settings.out_dir
+        kept = "previous outputs in {} are unchanged" if (out / "report.json").exists() else "no complete outputs in {} yet"
         raise ServiceError(f"stopped: {exc}{_log_hint()} ({kept.format(out)})") from exc
     print(format_report(report))
     print(f"examples: {settings.out_dir / 'examples.jsonl'}  report: {settings.out_dir / 'report.json'}")
@@ -135,7 +133,9 @@ def generate(cfg: DictConfig) -> dict:
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="generate", version_base="1.3")
 @one_line_errors("generate")
 def _hydra_main(cfg: DictConfig) -> None:
-    generate(cfg)
+    from embedforge.synth.settings import settings_from_config
+
+    generate(settings_from_config(cfg))  # typed from here on: nothing inward sees the DictConfig
 
 
 @one_line_errors("generate")
