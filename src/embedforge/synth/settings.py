@@ -79,17 +79,20 @@ def _positive_total(weights: dict[str, float]) -> dict[str, float]:
     return weights
 
 
-def _none_word(value: Any) -> Any:
-    return None if value in ("", "none", "auto") else value
+def _none_for(*words: str):
+    """A before-validator reading these words as null (older configs spell null that way)."""
+    return BeforeValidator(lambda value: None if value in words else value)
 
 
 def _uniform(raw: Any) -> Any:
     return {str(v): 1.0 for v in raw} if isinstance(raw, list) else raw
 
 
-Weight = Annotated[float, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Weight = NonNegative  # relative; a value of weight 0 is never drawn
+Positive = Annotated[float, Field(ge=0.001)]  # timeouts, polls, speeds: zero would spin or divide
 EnvName = Annotated[str, AfterValidator(_env_name)]
-ResponseFormat = Annotated[Literal["json_object", "json_schema"] | None, BeforeValidator(_none_word)]
+ResponseFormat = Annotated[Literal["json_object", "json_schema"] | None, _none_for("", "none")]
 # A placeholder's values: a list (uniform) or a value -> weight mapping.
 PlaceholderValues = Annotated[dict[str, Weight], BeforeValidator(_uniform), AfterValidator(_positive_total)]
 
@@ -101,16 +104,16 @@ class ClientSettings(Schema):
     api_key_env: EnvName = "OPENAI_API_KEY"
     mode: Literal["online", "batch"] = "online"  # online: chat requests now; batch: the Batch API (half price)
     concurrency: PositiveInt = 16
-    requests_per_minute: Weight = 0.0  # 0 = unlimited
-    tokens_per_minute: Weight = 0.0  # 0 = unlimited
-    timeout_s: Annotated[float, Field(ge=0.001)] = 120.0
+    requests_per_minute: NonNegative = 0.0  # 0 = unlimited
+    tokens_per_minute: NonNegative = 0.0  # 0 = unlimited
+    timeout_s: Positive = 120.0
     max_retries: NonNegativeInt = 8
-    backoff_base_s: Weight = 1.0
-    backoff_max_s: Weight = 60.0
-    max_retry_after_s: Weight = 120.0  # a server's Retry-After longer than this is capped (and logged)
+    backoff_base_s: NonNegative = 1.0
+    backoff_max_s: NonNegative = 60.0
+    max_retry_after_s: NonNegative = 120.0  # a server's Retry-After longer than this is capped (and logged)
     retry_connect: bool = False  # connection refused / unknown host: stop at once (false) or retry (true)
     batch_window: Annotated[str, AfterValidator(_duration)] = "24h"  # Batch API completion_window
-    batch_poll_s: Annotated[float, Field(ge=0.001)] = 30.0  # seconds between batch status polls
+    batch_poll_s: Positive = 30.0  # seconds between batch status polls
     batch_max_requests: PositiveInt = 50000  # requests per batch file (the Batch API's own limit)
 
 
@@ -118,8 +121,8 @@ class GeneratorSettings(Schema):
     """`generator`: sampling settings shared by every generator model."""
 
     model: str = "gpt-4o-mini"
-    temperature: Weight = 1.0
-    top_p: Weight = 1.0
+    temperature: NonNegative = 1.0
+    top_p: NonNegative = 1.0
     max_tokens: PositiveInt = 2048
     send_seed: bool = True  # pass the per-item seed to the API (also part of the cache key)
     response_format: ResponseFormat = None  # json_object (JSON mode) | json_schema (structured outputs)
@@ -134,19 +137,19 @@ class LanguageCheckSettings(Schema):
 class Pricing(Schema):
     """USD per million tokens."""
 
-    input_per_million: Weight = 0.0
-    output_per_million: Weight = 0.0
+    input_per_million: NonNegative = 0.0
+    output_per_million: NonNegative = 0.0
 
 
 class RunPricing(Pricing):
-    batch_discount: Weight = 0.5  # Batch API price as a share of the online price
+    batch_discount: NonNegative = 0.5  # Batch API price as a share of the online price
 
 
 class Estimate(Schema):
     """The dry run's time estimate."""
 
-    output_tokens_per_s: Annotated[float, Field(ge=0.001)] = 60.0  # decode speed per request
-    request_overhead_s: Weight = 1.0  # latency before the first token
+    output_tokens_per_s: Positive = 60.0  # decode speed per request
+    request_overhead_s: NonNegative = 1.0  # latency before the first token
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,7 @@ class Languages(Schema):
 class Brainstorm(Schema):
     """Step 1, for the brainstormed task types only."""
 
-    calls_per_type: Annotated[PositiveInt | None, BeforeValidator(_none_word)] = None  # None: follow num_examples
+    calls_per_type: Annotated[PositiveInt | None, _none_for("auto")] = None  # None: follow num_examples
     tasks_per_call: PositiveInt = 20
     oversample: Annotated[float, Field(ge=1.0)] = 1.0  # extra calls to make up for duplicate definitions
 
