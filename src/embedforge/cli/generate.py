@@ -1,12 +1,12 @@
 """`embedforge-generate`: synthetic data by two-step LLM prompting (see docs/synth.md).
 
-Config errors (unknown task type, bad weights, unknown language, an `out_dir` that cannot be written,
-missing API key variable) stop the run before any request with a one-line message naming the config
-key, and exit code 2; so does an endpoint that refuses every request (the line says which outputs
-exist). The config is checked once before Hydra starts, because Hydra creates its run folder inside
-`out_dir` before our code runs: a bad `out_dir` must be reported as such, not as a traceback from
-inside Hydra.
-"""
+The composed config is bound once into typed settings (embedforge.synth.settings) and only those go
+inward. Config errors (an unknown or mistyped key, unknown task type, bad weights, unknown language, an
+`out_dir` that cannot be written, missing API key variable) stop the run before any request with a
+one-line message naming the config key, and exit code 2; so does an endpoint that refuses every request
+(the line says which outputs exist). The config is also bound before Hydra starts, because Hydra creates
+its run folder inside `out_dir` before our code runs: a bad `out_dir` must be reported as such, not as a
+traceback from inside Hydra."""
 
 from __future__ import annotations
 
@@ -27,51 +27,6 @@ if TYPE_CHECKING:
     from embedforge.synth.settings import GenerateSettings
 
 log = logging.getLogger("embedforge.generate")
-
-# Loggers of the HTTP stack: at DEBUG they print request and response headers and bodies.
-HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "hpack", "h2", "h11", "urllib3", "aiohttp")
-
-
-class HttpLogGuard(logging.Filter):
-    """On every handler: drops HTTP-library records below WARNING and masks the API keys.
-
-    Setting those loggers to WARNING is not enough on its own: `hydra.verbose=...` or a user's
-    logging config can lower them again, and a handler filter sees every record that is emitted.
-    """
-
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.split(".")[0] in HTTP_LOGGERS and record.levelno < logging.WARNING:
-            return False
-        if self.secrets:
-            text = record.getMessage()
-            if any(s in text for s in self.secrets):
-                for s in self.secrets:
-                    text = text.replace(s, "<redacted>")
-                record.msg, record.args = text, None
-        return True
-
-
-class FileOnly(logging.Filter):
-    """On console handlers: keeps one-line-per-reject records out of the console (generate.log has them)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name != "embedforge.synth.rejects"
-
-
-def guard_logging(settings: GenerateSettings) -> None:
-    for name in HTTP_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    secrets = [os.environ.get(g.api_key_env, "") for g in settings.generators]
-    guard = HttpLogGuard(secrets)
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, HttpLogGuard) for f in handler.filters):
-            handler.addFilter(guard)
-        if not isinstance(handler, logging.FileHandler) and not any(isinstance(f, FileOnly) for f in handler.filters):
-            handler.addFilter(FileOnly())
 
 
 def precheck(argv: list[str]) -> None:
@@ -108,6 +63,7 @@ def _log_hint() -> str:
 def generate(settings: GenerateSettings) -> dict:
     from embedforge.synth.client import FatalAPIError
     from embedforge.synth.estimate import dry_run, format_estimate
+    from embedforge.synth.logguard import guard_logging
     from embedforge.synth.pipeline import BrainstormFailed, run_pipeline
     from embedforge.synth.report import format_report
 
