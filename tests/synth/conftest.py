@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 import embedforge.paths
 from embedforge.testing import FakeServer, FaultConfig
-from embedforge.synth.settings import GenerateSettings, settings_from_dict
+from embedforge.synth.settings import GenerateSettings, settings_from_config
 
 FAKE_KEY_ENV = "EMBEDFORGE_TEST_FAKE_KEY"
 FAKE_KEY = "sk-embedforge-SECRET-7f3a9c1d"
@@ -68,7 +68,7 @@ def make_settings(tmp_path, fake_key) -> Callable[..., GenerateSettings]:
             f"out_dir={tmp_path / out}",
             *FAST_CLIENT,
         ]
-        return settings_from_dict(compose_raw(base + list(overrides)))
+        return settings_from_config(compose_cfg(base + list(overrides)))
 
     return make
 

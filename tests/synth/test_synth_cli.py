@@ -88,7 +88,7 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path, fake_key, fake_key_e
     bad = subprocess.run(base + [f"client.api_key_env={fake_key_env}", "+synth.languages.weights.klingon=0.5"],
                          env=cli_env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
-    assert "embedforge-generate: synth.languages.weights.klingon: unknown language code" in bad.stderr
+    assert "embedforge-generate: config key 'synth.languages.weights.klingon': unknown language code" in bad.stderr
     env = {k: v for k, v in cli_env.items() if k != "EMBEDFORGE_UNSET_KEY"}
     nokey = subprocess.run(base + ["client.api_key_env=EMBEDFORGE_UNSET_KEY"], env=env, capture_output=True, text=True, timeout=60)
     assert nokey.returncode == 2 and "client.api_key_env: environment variable EMBEDFORGE_UNSET_KEY is not set" in nokey.stderr

@@ -156,10 +156,12 @@ def test_bad_out_dir_is_named_before_hydra_writes_anything(tmp_path, cli_env, fa
     root_hydra = Path("/hydra")
     existed = root_hydra.exists()
     base = [f"client.api_key_env={fake_key_env}", "client.base_url=http://127.0.0.1:9/v1"]
-    for out_dir, expected in ((a_file, "is a file"), ("/dev/null/x", "cannot be created"), ("", "must be set")):
+    # an empty out_dir is refused by the config schema, one that cannot be written by the folder check
+    for out_dir, prefix, expected in ((a_file, "out_dir: ", "is a file"), ("/dev/null/x", "out_dir: ", "cannot be created"),
+                                      ("", "config key 'out_dir': ", "must be set")):
         done = _cli([*base, f"out_dir={out_dir}"], cli_env)
         assert done.returncode == 2, done.stderr[-2000:]
-        assert "embedforge-generate: out_dir: " in done.stderr and expected in done.stderr
+        assert f"embedforge-generate: {prefix}" in done.stderr and expected in done.stderr
         assert "Traceback" not in done.stderr
     assert a_file.read_text() == "x"
     assert root_hydra.exists() == existed  # an empty out_dir made no Hydra folder at the root

@@ -1,12 +1,12 @@
 """`embedforge-generate`: synthetic data by two-step LLM prompting (see docs/synth.md).
 
-Config errors (unknown task type, bad weights, unknown language, an `out_dir` that cannot be written,
-missing API key variable) stop the run before any request with a one-line message naming the config
-key, and exit code 2; so does an endpoint that refuses every request (the line says which outputs
-exist). The config is checked once before Hydra starts, because Hydra creates its run folder inside
-`out_dir` before our code runs: a bad `out_dir` must be reported as such, not as a traceback from
-inside Hydra.
-"""
+The composed config is bound once into typed settings (embedforge.synth.settings) and only those go
+inward. Config errors (an unknown or mistyped key, unknown task type, bad weights, unknown language, an
+`out_dir` that cannot be written, missing API key variable) stop the run before any request with a
+one-line message naming the config key, and exit code 2; so does an endpoint that refuses every request
+(the line says which outputs exist). The config is also bound before Hydra starts, because Hydra creates
+its run folder inside `out_dir` before our code runs: a bad `out_dir` must be reported as such, not as a
+traceback from inside Hydra."""
 
 from __future__ import annotations
 
@@ -14,82 +14,39 @@ import json
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import embedforge.paths
 from embedforge.cli.errors import one_line_errors
 from embedforge.errors import ServiceError
 
+if TYPE_CHECKING:
+    from embedforge.synth.settings import GenerateSettings
+
 log = logging.getLogger("embedforge.generate")
-
-# Loggers of the HTTP stack: at DEBUG they print request and response headers and bodies.
-HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "hpack", "h2", "h11", "urllib3", "aiohttp")
-
-
-class HttpLogGuard(logging.Filter):
-    """On every handler: drops HTTP-library records below WARNING and masks the API keys.
-
-    Setting those loggers to WARNING is not enough on its own: `hydra.verbose=...` or a user's
-    logging config can lower them again, and a handler filter sees every record that is emitted.
-    """
-
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.split(".")[0] in HTTP_LOGGERS and record.levelno < logging.WARNING:
-            return False
-        if self.secrets:
-            text = record.getMessage()
-            if any(s in text for s in self.secrets):
-                for s in self.secrets:
-                    text = text.replace(s, "<redacted>")
-                record.msg, record.args = text, None
-        return True
-
-
-class FileOnly(logging.Filter):
-    """On console handlers: keeps one-line-per-reject records out of the console (generate.log has them)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name != "embedforge.synth.rejects"
-
-
-def guard_logging(settings) -> None:
-    for name in HTTP_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    secrets = [os.environ.get(g.api_key_env, "") for g in settings.generators]
-    guard = HttpLogGuard(secrets)
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, HttpLogGuard) for f in handler.filters):
-            handler.addFilter(guard)
-        if not isinstance(handler, logging.FileHandler) and not any(isinstance(f, FileOnly) for f in handler.filters):
-            handler.addFilter(FileOnly())
 
 
 def precheck(argv: list[str]) -> None:
-    """Compose the config as Hydra will and validate it (out_dir included) before Hydra writes.
+    """Compose the config as Hydra will and bind it (out_dir included) before Hydra writes.
 
     Command lines this cannot mirror (multirun sweeps, another config dir or name, --help/--cfg)
-    are left to Hydra; the same checks run again inside the job.
+    are left to Hydra; the config is bound again inside the job.
     """
     from hydra import compose, initialize_config_dir
 
-    from embedforge.synth.settings import check_out_dir_writable, settings_from_dict
+    from embedforge.synth.settings import check_out_dir_writable, settings_from_config
 
     if any(a.startswith("-") for a in argv):
         return
     try:
         with initialize_config_dir(str(embedforge.paths.CONF_DIR), version_base="1.3"):
             cfg = compose("generate", overrides=list(argv))
-        raw = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # noqa: BLE001 - Hydra will report its own override/composition errors
         return
-    settings_from_dict(raw)
-    check_out_dir_writable(raw.get("out_dir"))
+    check_out_dir_writable(settings_from_config(cfg).out_dir)
 
 
 def _log_hint() -> str:
@@ -103,15 +60,13 @@ def _log_hint() -> str:
     return f"; reject reasons: {path}" if os.path.exists(path) else ""
 
 
-def generate(cfg: DictConfig) -> dict:
+def generate(settings: GenerateSettings) -> dict:
     from embedforge.synth.client import FatalAPIError
     from embedforge.synth.estimate import dry_run, format_estimate
+    from embedforge.synth.logguard import guard_logging
     from embedforge.synth.pipeline import BrainstormFailed, run_pipeline
     from embedforge.synth.report import format_report
-    from embedforge.synth.settings import settings_from_dict
 
-    raw = OmegaConf.to_container(cfg, resolve=True)
-    settings = settings_from_dict(raw)
     guard_logging(settings)
     try:
         if settings.dry_run:
@@ -123,9 +78,8 @@ def generate(cfg: DictConfig) -> dict:
             return est
         report = run_pipeline(settings)
     except (FatalAPIError, BrainstormFailed) as exc:  # say which outputs exist and where the reject reasons are
-        out = raw.get("out_dir")
-        kept = "previous outputs in {} are unchanged" if os.path.exists(os.path.join(str(out), "report.json")) \
-            else "no complete outputs in {} yet"
+        out = settings.out_dir
+        kept = "previous outputs in {} are unchanged" if (out / "report.json").exists() else "no complete outputs in {} yet"
         raise ServiceError(f"stopped: {exc}{_log_hint()} ({kept.format(out)})") from exc
     print(format_report(report))
     print(f"examples: {settings.out_dir / 'examples.jsonl'}  report: {settings.out_dir / 'report.json'}")
@@ -135,7 +89,9 @@ def generate(cfg: DictConfig) -> dict:
 @hydra.main(config_path=str(embedforge.paths.CONF_DIR), config_name="generate", version_base="1.3")
 @one_line_errors("generate")
 def _hydra_main(cfg: DictConfig) -> None:
-    generate(cfg)
+    from embedforge.synth.settings import settings_from_config
+
+    generate(settings_from_config(cfg))  # typed from here on: nothing inward sees the DictConfig
 
 
 @one_line_errors("generate")

@@ -12,7 +12,6 @@ each step is one round of batches, which the API completes within `client.batch_
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from typing import Any
 
@@ -20,19 +19,11 @@ from embedforge.synth.prompts import brainstorm_messages, check_templates, item_
 from embedforge.synth.report import estimate_tokens
 from embedforge.synth.sampling import Planner
 from embedforge.synth.settings import (
-    GenerateSettings, SynthConfigError, brainstorm_calls_per_type, brainstorm_types, planned_unique_tasks,
+    GenerateSettings, brainstorm_calls_per_type, brainstorm_types, planned_unique_tasks, window_seconds,
 )
 from embedforge.synth.taxonomy import EXPECTED_OUTPUT_TOKENS
 
 SAMPLE_CAP = 2000  # items rendered to estimate the average; the total is scaled up from them
-
-
-def window_seconds(window: str) -> float:
-    """'24h' / '90m' / '3600s' -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hms])\s*", str(window))
-    if not m:
-        raise SynthConfigError(f"client.batch_window: expected e.g. 24h, got {window!r}")
-    return float(m.group(1)) * {"h": 3600, "m": 60, "s": 1}[m.group(2)]
 
 
 class _Load:

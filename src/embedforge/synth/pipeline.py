@@ -374,7 +374,7 @@ class Pipeline:
 
     def _client_settings(self, endpoint: int) -> ClientSettings:
         base_url, key_env = self.endpoints[endpoint]
-        return replace(self.s.client, base_url=base_url, api_key_env=key_env)
+        return self.s.client.model_copy(update={"base_url": base_url, "api_key_env": key_env})
 
     async def run(self) -> dict[str, Any]:
         s = self.s

@@ -1,7 +1,13 @@
-"""Typed, validated settings for `embedforge-generate`, built from the composed Hydra config.
+"""Typed settings for `embedforge-generate`.
 
-Every check raises SynthConfigError whose message starts with the dotted config key at fault, so a bad
-run stops before the first request is sent.
+The composed config is bound once, at the CLI, into the schemas below (config_schema.Schema: unknown keys
+refused by name, strict types, ranges and choices declared on the fields, the cross-field rules in model
+validators), then turned into GenerateSettings, the view the pipeline reads. A bad value stops the run
+before the first request with a one-line ConfigError naming the key (`config key 'client.mode': ...`).
+
+SynthConfigError is left for the checks that can only run later and still name a key: an unset API key
+variable, a model the server does not serve, a template placeholder the config lacks, an out_dir that
+cannot be written.
 """
 
 from __future__ import annotations
@@ -9,60 +15,141 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, NoReturn
 
+from pydantic import (
+    AfterValidator, BeforeValidator, Field, NonNegativeInt, PositiveInt, StringConstraints, ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from embedforge.config_schema import Schema, bind
 from embedforge.errors import ConfigError
 from embedforge.synth.taxonomy import BRAINSTORM_TYPES, TASK_TYPES, XLMR_LANGUAGES
 
 
 class SynthConfigError(ConfigError):
-    """A generate-config value is wrong; the message starts with the dotted key at fault."""
+    """A generate-config value failed a check made at run time; the message starts with the dotted key."""
 
 
 @dataclass(frozen=True)
 class Weighted:
-    """A discrete distribution: values with positive weights (uniform when built from a list)."""
+    """A discrete distribution: values with non-negative weights (uniform when built from a list)."""
 
     values: tuple[str, ...]
     weights: tuple[float, ...]
 
+    @classmethod
+    def of(cls, weights: dict[str, float], *, drop_zero: bool = False) -> Weighted:
+        kept = {k: w for k, w in weights.items() if w > 0 or not drop_zero}
+        return cls(tuple(kept), tuple(kept.values()))
 
-CLIENT_MODES = ("online", "batch")
-RESPONSE_FORMATS = ("json_object", "json_schema")
+
+def _fail(loc: tuple[str, ...], message: str) -> NoReturn:
+    """Report a cross-field rule at the key it is about (loc, relative to the model being validated);
+    a model validator's plain ValueError would be reported at the group's key."""
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    raise ValidationError.from_exception_data("config", [InitErrorDetails(type=error, loc=loc, input=None)])
 
 
-@dataclass(frozen=True)
-class ClientSettings:
+def _env_name(value: str) -> str:
+    if not value.isidentifier():  # the value is not echoed: it may be the key itself
+        raise ValueError("must be the NAME of an environment variable holding the key, not the key")
+    return value
+
+
+def window_seconds(window: str) -> float:
+    """'24h' / '90m' / '3600s' -> seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([hms])", window)
+    if not match:
+        raise ValueError(f"expected a duration such as 24h, got {window!r}")
+    return float(match.group(1)) * {"h": 3600, "m": 60, "s": 1}[match.group(2)]
+
+
+def _duration(window: str) -> str:
+    window_seconds(window)
+    return window
+
+
+def _positive_total(weights: dict[str, float]) -> dict[str, float]:
+    if sum(weights.values()) <= 0:
+        raise ValueError("needs at least one value with a positive weight")
+    return weights
+
+
+def _none_for(*words: str):
+    """A before-validator reading these words as null (older configs spell null that way)."""
+    return BeforeValidator(lambda value: None if value in words else value)
+
+
+def _uniform(raw: Any) -> Any:
+    return {str(v): 1.0 for v in raw} if isinstance(raw, list) else raw
+
+
+NonNegative = Annotated[float, Field(ge=0)]
+Weight = NonNegative  # relative; a value of weight 0 is never drawn
+Positive = Annotated[float, Field(ge=0.001)]  # timeouts, polls, speeds: zero would spin or divide
+EnvName = Annotated[str, AfterValidator(_env_name)]
+ResponseFormat = Annotated[Literal["json_object", "json_schema"] | None, _none_for("", "none")]
+# A placeholder's values: a list (uniform) or a value -> weight mapping.
+PlaceholderValues = Annotated[dict[str, Weight], BeforeValidator(_uniform), AfterValidator(_positive_total)]
+
+
+class ClientSettings(Schema):
+    """conf/client/*.yaml: one endpoint, its limits and retries."""
+
     base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    mode: str = "online"  # online: chat requests now; batch: the Batch API (half price, within a window)
-    concurrency: int = 16
-    requests_per_minute: float = 0.0  # 0 = unlimited
-    tokens_per_minute: float = 0.0  # 0 = unlimited
-    timeout_s: float = 120.0
-    max_retries: int = 8
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    max_retry_after_s: float = 120.0  # a server's Retry-After longer than this is capped (and logged)
+    api_key_env: EnvName = "OPENAI_API_KEY"
+    mode: Literal["online", "batch"] = "online"  # online: chat requests now; batch: the Batch API (half price)
+    concurrency: PositiveInt = 16
+    requests_per_minute: NonNegative = 0.0  # 0 = unlimited
+    tokens_per_minute: NonNegative = 0.0  # 0 = unlimited
+    timeout_s: Positive = 120.0
+    max_retries: NonNegativeInt = 8
+    backoff_base_s: NonNegative = 1.0
+    backoff_max_s: NonNegative = 60.0
+    max_retry_after_s: NonNegative = 120.0  # a server's Retry-After longer than this is capped (and logged)
     retry_connect: bool = False  # connection refused / unknown host: stop at once (false) or retry (true)
-    batch_window: str = "24h"  # Batch API completion_window
-    batch_poll_s: float = 30.0  # seconds between batch status polls
-    batch_max_requests: int = 50000  # requests per batch file (the Batch API's own limit is 50,000)
+    batch_window: Annotated[str, AfterValidator(_duration)] = "24h"  # Batch API completion_window
+    batch_poll_s: Positive = 30.0  # seconds between batch status polls
+    batch_max_requests: PositiveInt = 50000  # requests per batch file (the Batch API's own limit)
 
 
-@dataclass(frozen=True)
-class GeneratorSettings:
-    """Sampling settings shared by every generator model."""
+class GeneratorSettings(Schema):
+    """`generator`: sampling settings shared by every generator model."""
 
     model: str = "gpt-4o-mini"
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 2048
+    temperature: NonNegative = 1.0
+    top_p: NonNegative = 1.0
+    max_tokens: PositiveInt = 2048
     send_seed: bool = True  # pass the per-item seed to the API (also part of the cache key)
-    response_format: str | None = None  # json_object (JSON mode) | json_schema (structured outputs) | None
+    response_format: ResponseFormat = None  # json_object (JSON mode) | json_schema (structured outputs)
     schema_lengths: bool = True  # json_schema: minLength/maxLength bounds (OpenAI's strict mode refuses them)
+
+
+class LanguageCheckSettings(Schema):
+    enabled: bool = False
+    max_examples: NonNegativeInt = 0  # 0 = all accepted examples
+
+
+class Pricing(Schema):
+    """USD per million tokens."""
+
+    input_per_million: NonNegative = 0.0
+    output_per_million: NonNegative = 0.0
+
+
+class RunPricing(Pricing):
+    batch_discount: NonNegative = 0.5  # Batch API price as a share of the online price
+
+
+class Estimate(Schema):
+    """The dry run's time estimate."""
+
+    output_tokens_per_s: Positive = 60.0  # decode speed per request
+    request_overhead_s: NonNegative = 1.0  # latency before the first token
 
 
 @dataclass(frozen=True)
@@ -92,54 +179,149 @@ class GeneratorSpec:
         return (self.base_url, self.api_key_env)
 
 
+class GeneratorEntry(Schema):
+    """One item of `generators` (conf/mixture/*.yaml); the keys it leaves out come from `generator`,
+    `client` and `pricing` (an explicit null base_url or response_format is kept: OpenAI, plain text)."""
+
+    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    weight: Weight = 1.0
+    base_url: str | None = None
+    api_key_env: EnvName = "OPENAI_API_KEY"
+    pricing: Pricing | None = None
+    response_format: ResponseFormat = None
+
+    def spec(self, generator: GeneratorSettings, client: ClientSettings, pricing: Pricing) -> GeneratorSpec:
+        given = self.model_fields_set
+        price = self.pricing.model_fields_set if self.pricing else set()
+        return GeneratorSpec(
+            model=self.model, weight=self.weight,
+            base_url=(self.base_url if "base_url" in given else client.base_url) or None,
+            api_key_env=self.api_key_env if "api_key_env" in given else client.api_key_env,
+            price_input_per_m=(self.pricing if "input_per_million" in price else pricing).input_per_million,
+            price_output_per_m=(self.pricing if "output_per_million" in price else pricing).output_per_million,
+            response_format=self.response_format if "response_format" in given else generator.response_format,
+        )
+
+
+def _mixture_weights(entries: list[GeneratorEntry]) -> list[GeneratorEntry]:
+    if entries and sum(g.weight for g in entries) <= 0:
+        raise ValueError("weights must sum to a positive number")
+    return entries
+
+
+class Languages(Schema):
+    """`synth.languages`: `weights` names languages; `rest` is shared evenly by every other XLM-R language."""
+
+    weights: dict[str, Weight] = {}
+    rest: Weight = 0.0
+
+    @model_validator(mode="after")
+    def _known_and_positive(self) -> Languages:
+        for code in self.weights:
+            if code not in XLMR_LANGUAGES:
+                _fail(("weights", code), "unknown language code (expected an ISO 639-1 code from XLM-R's list, "
+                                         "e.g. en, zh, de)")
+        if not self.distribution().values:
+            raise ValueError("language weights (weights + rest) must sum to a positive number")
+        return self
+
+    def distribution(self) -> Weighted:
+        others = [c for c in XLMR_LANGUAGES if c not in self.weights]
+        share = self.rest / len(others) if others else 0.0
+        return Weighted.of({**self.weights, **{c: share for c in others}}, drop_zero=True)
+
+
+class Brainstorm(Schema):
+    """Step 1, for the brainstormed task types only."""
+
+    calls_per_type: Annotated[PositiveInt | None, _none_for("auto")] = None  # None: follow num_examples
+    tasks_per_call: PositiveInt = 20
+    oversample: Annotated[float, Field(ge=1.0)] = 1.0  # extra calls to make up for duplicate definitions
+
+
+class SynthGroup(Schema):
+    """conf/synth/*.yaml: the task mix, the language mix and the placeholder values."""
+
+    name: str | None = None  # the preset's label
+    tasks: dict[str, Weight]  # task type -> relative weight; 0 drops a type
+    languages: Languages
+    placeholders: dict[str, dict[str, PlaceholderValues]] = {}
+    placeholder_weights: dict[str, dict[str, dict[str, Weight]]] = {}  # task -> placeholder -> value -> weight
+    examples_per_task: Annotated[float, Field(ge=0.01)] = 3.3  # the paper's 500k examples / 150k definitions
+    brainstorm: Brainstorm = Brainstorm()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> SynthGroup:
+        for group in ("tasks", "placeholders"):
+            for task in getattr(self, group):
+                if task not in TASK_TYPES:
+                    _fail((group, task), f"unknown task type (expected one of: {', '.join(TASK_TYPES)})")
+        if sum(self.tasks.values()) <= 0:
+            _fail(("tasks",), "weights must sum to a positive number")
+        for task, names in self.placeholder_weights.items():
+            for name, weights in names.items():
+                values = self.placeholders.get(task, {}).get(name)
+                if values is None:
+                    _fail(("placeholder_weights", task, name), f"no such placeholder in synth.placeholders.{task}")
+                for value in weights:
+                    if value not in values:
+                        _fail(("placeholder_weights", task, name, value),
+                              f"not one of the placeholder's values ({', '.join(values)})")
+                if sum(weights.get(v, w) for v, w in values.items()) <= 0:
+                    _fail(("placeholder_weights", task, name), "weights must sum to a positive number")
+        if self.tasks.get("bitext", 0) > 0 and len(self.languages.distribution().values) < 2:
+            _fail(("tasks", "bitext"), "bitext needs at least two languages with weight > 0 in synth.languages "
+                                       "(set synth.tasks.bitext=0 for a single-language run)")
+        return self
+
+    def settings(self) -> SynthSettings:
+        placeholders = {
+            task: {name: Weighted.of({**values, **self.placeholder_weights.get(task, {}).get(name, {})})
+                   for name, values in names.items()}
+            for task, names in self.placeholders.items()
+        }
+        return SynthSettings(
+            tasks=Weighted.of(self.tasks, drop_zero=True), languages=self.languages.distribution(),
+            placeholders=placeholders, brainstorm_calls=self.brainstorm.calls_per_type,
+            tasks_per_call=self.brainstorm.tasks_per_call, examples_per_task=self.examples_per_task,
+            brainstorm_oversample=self.brainstorm.oversample)
+
+
 @dataclass(frozen=True)
 class SynthSettings:
     tasks: Weighted
     languages: Weighted
     placeholders: dict[str, dict[str, Weighted]]
-    brainstorm_calls: int | None = None  # per brainstorm type; None = follow num_examples
-    tasks_per_call: int = 20
-    examples_per_task: float = 3.3  # the paper's 500k examples / 150k unique task definitions
-    brainstorm_oversample: float = 1.0  # extra calls to make up for duplicate definitions
-
-
-@dataclass(frozen=True)
-class LanguageCheckSettings:
-    enabled: bool = False
-    max_examples: int = 0  # 0 = all accepted examples
+    brainstorm_calls: int | None  # per brainstorm type; None = follow num_examples
+    tasks_per_call: int
+    examples_per_task: float
+    brainstorm_oversample: float
 
 
 @dataclass(frozen=True)
 class GenerateSettings:
+    """What a run reads: the bound groups, the mixture resolved into GeneratorSpecs."""
+
     synth: SynthSettings
     out_dir: Path
-    num_examples: int = 100
-    seed: int = 0
-    generator: GeneratorSettings = field(default_factory=GeneratorSettings)
-    generators: tuple[GeneratorSpec, ...] = ()
-    client: ClientSettings = field(default_factory=ClientSettings)
-    price_input_per_m: float = 0.0
-    price_output_per_m: float = 0.0
-    batch_discount: float = 0.5  # Batch API price as a share of the online price
-    dry_run: bool = False
-    dry_run_prompts: int = 3
-    progress: bool = True
-    fsync: bool = False
-    language_check: LanguageCheckSettings = field(default_factory=LanguageCheckSettings)
-    est_output_tokens_per_s: float = 60.0  # decode speed assumed by the dry run's time estimate
-    est_request_overhead_s: float = 1.0  # per-request latency before the first token (time estimate)
-    max_attempts: int = 8  # attempts per item (and per brainstorm call) across all runs
-    attempts_per_run: int = 4  # new (sent) attempts per item and brainstorm call in one run
-    check_models: bool = True  # ask the server's /v1/models whether each generator model is served
-
-    def __post_init__(self) -> None:
-        if not self.generators:  # no mixture: the single model of `generator` on `client`'s endpoint
-            single = GeneratorSpec(
-                model=self.generator.model, weight=1.0, base_url=self.client.base_url,
-                api_key_env=self.client.api_key_env, price_input_per_m=self.price_input_per_m,
-                price_output_per_m=self.price_output_per_m, response_format=self.generator.response_format,
-            )
-            object.__setattr__(self, "generators", (single,))
+    num_examples: int
+    seed: int
+    generator: GeneratorSettings
+    generators: tuple[GeneratorSpec, ...]  # never empty: one model = a mixture of one
+    client: ClientSettings
+    price_input_per_m: float
+    price_output_per_m: float
+    batch_discount: float  # Batch API price as a share of the online price
+    dry_run: bool
+    dry_run_prompts: int
+    progress: bool
+    fsync: bool
+    language_check: LanguageCheckSettings
+    est_output_tokens_per_s: float  # decode speed assumed by the dry run's time estimate
+    est_request_overhead_s: float  # per-request latency before the first token (time estimate)
+    max_attempts: int  # attempts per item (and per brainstorm call) across all runs
+    attempts_per_run: int  # new (sent) attempts per item and brainstorm call in one run
+    check_models: bool  # ask the server's /v1/models whether each generator model is served
 
     @property
     def cache_path(self) -> Path:
@@ -154,268 +336,58 @@ class GenerateSettings:
         return Weighted(tuple(str(i) for i in range(len(self.generators))), tuple(g.weight for g in self.generators))
 
 
-def _num(value: Any, key: str, *, minimum: float | None = None, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SynthConfigError(f"{key}: expected a number, got {value!r}")
-    if integer and int(value) != value:
-        raise SynthConfigError(f"{key}: expected an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise SynthConfigError(f"{key}: must be >= {minimum}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-def _weights(mapping: Any, key: str) -> dict[str, float]:
-    if not isinstance(mapping, Mapping):
-        raise SynthConfigError(f"{key}: expected a mapping of name -> weight, got {mapping!r}")
-    out = {str(k): _num(v, f"{key}.{k}", minimum=0.0) for k, v in mapping.items()}
-    if sum(out.values()) <= 0:
-        raise SynthConfigError(f"{key}: weights must sum to a positive number, got {out}")
-    return out
-
-
-def _distribution(raw: Any, key: str) -> Weighted:
-    """A placeholder's values: a list (uniform) or a mapping value -> weight."""
-    if isinstance(raw, Mapping):
-        w = _weights(raw, key)
-        return Weighted(tuple(w), tuple(w.values()))
-    if isinstance(raw, (list, tuple)) and raw:
-        values = tuple(str(v) for v in raw)
-        return Weighted(values, tuple(1.0 for _ in values))
-    raise SynthConfigError(f"{key}: expected a non-empty list of values or a value -> weight mapping")
-
-
-def parse_tasks(raw: Any, key: str = "synth.tasks") -> Weighted:
-    w = _weights(raw, key)
-    for name in w:
-        if name not in TASK_TYPES:
-            raise SynthConfigError(f"{key}.{name}: unknown task type (expected one of: {', '.join(TASK_TYPES)})")
-    kept = {k: v for k, v in w.items() if v > 0}
-    return Weighted(tuple(kept), tuple(kept.values()))
-
-
-def parse_languages(raw: Any, key: str = "synth.languages") -> Weighted:
-    """`weights` names languages explicitly; `rest` is shared evenly by every other XLM-R language."""
-    if not isinstance(raw, Mapping):
-        raise SynthConfigError(f"{key}: expected a mapping with 'weights' and 'rest'")
-    unknown = set(raw) - {"weights", "rest"}
-    if unknown:
-        raise SynthConfigError(f"{key}.{sorted(unknown)[0]}: unknown key (expected 'weights' and 'rest')")
-    named = raw.get("weights") or {}
-    if not isinstance(named, Mapping):
-        raise SynthConfigError(f"{key}.weights: expected a mapping of language code -> weight")
-    weights: dict[str, float] = {}
-    for code, w in named.items():
-        if str(code) not in XLMR_LANGUAGES:
-            raise SynthConfigError(
-                f"{key}.weights.{code}: unknown language code (expected an ISO 639-1 code from "
-                f"XLM-R's list, e.g. en, zh, de)"
-            )
-        weights[str(code)] = _num(w, f"{key}.weights.{code}", minimum=0.0)
-    rest = _num(raw.get("rest", 0.0), f"{key}.rest", minimum=0.0)
-    others = [c for c in XLMR_LANGUAGES if c not in weights]
-    for code in others:
-        weights[code] = rest / len(others) if others else 0.0
-    kept = {k: v for k, v in weights.items() if v > 0}
-    if not kept:
-        raise SynthConfigError(f"{key}: language weights (weights + rest) must sum to a positive number")
-    return Weighted(tuple(kept), tuple(kept.values()))
-
-
-def _reweight(dist: Weighted, raw: Any, key: str) -> Weighted:
-    """Overlay value -> weight on a value list; values not named keep weight 1."""
-    if raw and not isinstance(raw, Mapping):
-        raise SynthConfigError(f"{key}: expected a mapping value -> weight")
-    w = {str(v): _num(x, f"{key}.{v}", minimum=0.0) for v, x in (raw or {}).items()}
-    for value in w:
-        if value not in dist.values:
-            raise SynthConfigError(f"{key}.{value}: not one of the placeholder's values ({', '.join(dist.values)})")
-    weights = tuple(w.get(v, base) for v, base in zip(dist.values, dist.weights))
-    if sum(weights) <= 0:
-        raise SynthConfigError(f"{key}: weights must sum to a positive number")
-    return Weighted(dist.values, weights)
-
-
-def parse_placeholders(
-    raw: Any, weights_raw: Any = None, key: str = "synth.placeholders", wkey: str = "synth.placeholder_weights"
-) -> dict[str, dict[str, Weighted]]:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise SynthConfigError(f"{key}: expected a mapping task type -> placeholder -> values")
-    out: dict[str, dict[str, Weighted]] = {}
-    for task, names in raw.items():
-        if task not in TASK_TYPES:
-            raise SynthConfigError(f"{key}.{task}: unknown task type (expected one of: {', '.join(TASK_TYPES)})")
-        if not isinstance(names, Mapping):
-            raise SynthConfigError(f"{key}.{task}: expected a mapping placeholder -> values")
-        out[task] = {str(n): _distribution(v, f"{key}.{task}.{n}") for n, v in (names or {}).items()}
-    if not isinstance(weights_raw or {}, Mapping):
-        raise SynthConfigError(f"{wkey}: expected a mapping task type -> placeholder -> value -> weight")
-    for task, names in (weights_raw or {}).items():
-        for name, w in (names or {}).items():
-            if name not in out.get(task, {}):
-                raise SynthConfigError(f"{wkey}.{task}.{name}: no such placeholder in {key}.{task}")
-            out[task][name] = _reweight(out[task][name], w, f"{wkey}.{task}.{name}")
-    return out
-
-
-def _section(raw: Mapping, name: str) -> Mapping:
-    sec = raw.get(name) or {}
-    if not isinstance(sec, Mapping):
-        raise SynthConfigError(f"{name}: expected a mapping")
-    return sec
-
-
-def _dataclass_from(cls, raw: Mapping, key: str):
-    allowed = set(cls.__dataclass_fields__)
-    for k in raw:
-        if k not in allowed:
-            raise SynthConfigError(f"{key}.{k}: unknown key (expected one of: {', '.join(sorted(allowed))})")
-    return cls(**dict(raw))
-
-
-def _bool(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise SynthConfigError(f"{key}: expected true or false, got {value!r}")
+def _folder(value: str) -> str:
+    if not value.strip():  # an empty one would put Hydra's folder at the filesystem root
+        raise ValueError("must be set to a folder path (it is empty)")
     return value
 
 
-def _env_name(value: Any, key: str) -> str:
-    if not value or not str(value).isidentifier():
-        raise SynthConfigError(f"{key}: must be the NAME of an environment variable, got {value!r}")
-    return str(value)
+class GenerateConfig(Schema):
+    """conf/generate.yaml as composed, the synth, client and mixture groups included."""
+
+    synth: SynthGroup
+    client: ClientSettings = ClientSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    generators: Annotated[list[GeneratorEntry], AfterValidator(_mixture_weights)] | None = None  # empty: one model
+    pricing: RunPricing = RunPricing()
+    language_check: LanguageCheckSettings = LanguageCheckSettings()
+    estimate: Estimate = Estimate()
+    run_name: str = "default"  # with output_root, only spelled into out_dir by the config
+    output_root: str = "runs"
+    out_dir: Annotated[str, AfterValidator(_folder)]
+    num_examples: NonNegativeInt = 100
+    seed: int = 0
+    dry_run: bool = False
+    dry_run_prompts: NonNegativeInt = 3
+    progress: bool = True
+    fsync: bool = False
+    max_attempts: PositiveInt = 8
+    attempts_per_run: PositiveInt = 4
+    check_models: bool = True
+
+    def settings(self) -> GenerateSettings:
+        if self.generators:
+            generators = tuple(g.spec(self.generator, self.client, self.pricing) for g in self.generators)
+        else:  # no mixture: the single model of `generator` on `client`'s endpoint
+            generators = (GeneratorSpec(
+                model=self.generator.model, base_url=self.client.base_url, api_key_env=self.client.api_key_env,
+                price_input_per_m=self.pricing.input_per_million, price_output_per_m=self.pricing.output_per_million,
+                response_format=self.generator.response_format),)
+        return GenerateSettings(
+            synth=self.synth.settings(), out_dir=Path(self.out_dir), num_examples=self.num_examples, seed=self.seed,
+            generator=self.generator, generators=generators, client=self.client,
+            price_input_per_m=self.pricing.input_per_million, price_output_per_m=self.pricing.output_per_million,
+            batch_discount=self.pricing.batch_discount, dry_run=self.dry_run, dry_run_prompts=self.dry_run_prompts,
+            progress=self.progress, fsync=self.fsync, language_check=self.language_check,
+            est_output_tokens_per_s=self.estimate.output_tokens_per_s,
+            est_request_overhead_s=self.estimate.request_overhead_s,
+            max_attempts=self.max_attempts, attempts_per_run=self.attempts_per_run, check_models=self.check_models)
 
 
-def _response_format(value: Any, key: str) -> str | None:
-    if value in (None, "", "none"):
-        return None
-    if value not in RESPONSE_FORMATS:
-        raise SynthConfigError(f"{key}: expected null or one of {', '.join(RESPONSE_FORMATS)}, got {value!r}")
-    return str(value)
-
-
-def parse_generators(
-    raw: Any, gen: GeneratorSettings, client: ClientSettings, price_in: float, price_out: float, key: str = "generators"
-) -> tuple[GeneratorSpec, ...]:
-    """The mixture: a list of {model, weight, base_url, api_key_env, pricing, response_format}.
-
-    Keys an item leaves out come from `generator`, `client` and `pricing`; null or [] = one model.
-    """
-    if raw in (None, [], ()):
-        return ()
-    if not isinstance(raw, (list, tuple)):
-        raise SynthConfigError(f"{key}: expected a list of generator entries (model, weight, ...), got {raw!r}")
-    allowed = {"model", "weight", "base_url", "api_key_env", "pricing", "response_format"}
-    specs = []
-    for i, item in enumerate(raw):
-        k = f"{key}[{i}]"
-        if not isinstance(item, Mapping):
-            raise SynthConfigError(f"{k}: expected a mapping with at least 'model', got {item!r}")
-        for name in item:
-            if name not in allowed:
-                raise SynthConfigError(f"{k}.{name}: unknown key (expected one of: {', '.join(sorted(allowed))})")
-        model = item.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise SynthConfigError(f"{k}.model: expected a model name, got {model!r}")
-        pricing = item.get("pricing") or {}
-        if not isinstance(pricing, Mapping):
-            raise SynthConfigError(f"{k}.pricing: expected a mapping input_per_million / output_per_million")
-        specs.append(GeneratorSpec(
-            model=model.strip(),
-            weight=_num(item.get("weight", 1.0), f"{k}.weight", minimum=0.0),
-            base_url=item.get("base_url", client.base_url) or None,
-            api_key_env=_env_name(item.get("api_key_env", client.api_key_env), f"{k}.api_key_env"),
-            price_input_per_m=_num(pricing.get("input_per_million", price_in), f"{k}.pricing.input_per_million", minimum=0.0),
-            price_output_per_m=_num(pricing.get("output_per_million", price_out), f"{k}.pricing.output_per_million", minimum=0.0),
-            response_format=_response_format(item.get("response_format", gen.response_format), f"{k}.response_format"),
-        ))
-    if sum(g.weight for g in specs) <= 0:
-        raise SynthConfigError(f"{key}: weights must sum to a positive number")
-    return tuple(specs)
-
-
-def settings_from_dict(raw: Mapping[str, Any]) -> GenerateSettings:
-    """Validate the whole (resolved, plain-dict) config; raise SynthConfigError naming the bad key."""
-    synth_raw = _section(raw, "synth")
-    tasks = parse_tasks(synth_raw.get("tasks"))
-    languages = parse_languages(synth_raw.get("languages"))
-    placeholders = parse_placeholders(synth_raw.get("placeholders"), synth_raw.get("placeholder_weights"))
-    brainstorm = _section(synth_raw, "brainstorm")
-    calls = brainstorm.get("calls_per_type")
-    synth = SynthSettings(
-        tasks=tasks,
-        languages=languages,
-        placeholders=placeholders,
-        brainstorm_calls=None if calls in (None, "auto") else _num(calls, "synth.brainstorm.calls_per_type", minimum=1, integer=True),
-        tasks_per_call=_num(brainstorm.get("tasks_per_call", 20), "synth.brainstorm.tasks_per_call", minimum=1, integer=True),
-        examples_per_task=_num(synth_raw.get("examples_per_task", 3.3), "synth.examples_per_task", minimum=0.01),
-        brainstorm_oversample=_num(brainstorm.get("oversample", 1.0), "synth.brainstorm.oversample", minimum=1.0),
-    )
-    if "bitext" in tasks.values and len(languages.values) < 2:
-        raise SynthConfigError(
-            "synth.tasks.bitext: bitext needs at least two languages with weight > 0 in synth.languages "
-            "(set synth.tasks.bitext=0 for a single-language run)"
-        )
-    gen = _dataclass_from(GeneratorSettings, _section(raw, "generator"), "generator")
-    _num(gen.temperature, "generator.temperature", minimum=0.0)
-    _num(gen.top_p, "generator.top_p", minimum=0.0)
-    _num(gen.max_tokens, "generator.max_tokens", minimum=1, integer=True)
-    gen = replace(gen, response_format=_response_format(gen.response_format, "generator.response_format"))
-    _bool(gen.schema_lengths, "generator.schema_lengths")
-    client = _dataclass_from(ClientSettings, _section(raw, "client"), "client")
-    _num(client.concurrency, "client.concurrency", minimum=1, integer=True)
-    _num(client.max_retries, "client.max_retries", minimum=0, integer=True)
-    _num(client.batch_max_requests, "client.batch_max_requests", minimum=1, integer=True)
-    for name in ("requests_per_minute", "tokens_per_minute", "backoff_base_s", "backoff_max_s", "max_retry_after_s"):
-        _num(getattr(client, name), f"client.{name}", minimum=0.0)
-    _num(client.timeout_s, "client.timeout_s", minimum=0.001)
-    _num(client.batch_poll_s, "client.batch_poll_s", minimum=0.001)
-    _bool(client.retry_connect, "client.retry_connect")
-    if not re.fullmatch(r"\d+(\.\d+)?[hms]", str(client.batch_window)):
-        raise SynthConfigError(f"client.batch_window: expected a duration such as 24h, got {client.batch_window!r}")
-    if client.mode not in CLIENT_MODES:
-        raise SynthConfigError(f"client.mode: expected one of {', '.join(CLIENT_MODES)}, got {client.mode!r}")
-    _env_name(client.api_key_env, "client.api_key_env")
-    pricing = _section(raw, "pricing")
-    price_in = _num(pricing.get("input_per_million", 0.0), "pricing.input_per_million", minimum=0.0)
-    price_out = _num(pricing.get("output_per_million", 0.0), "pricing.output_per_million", minimum=0.0)
-    generators = parse_generators(raw.get("generators"), gen, client, price_in, price_out)
-    lang_raw = _section(raw, "language_check")
-    lang = _dataclass_from(LanguageCheckSettings, lang_raw, "language_check")
-    _bool(lang.enabled, "language_check.enabled")
-    _num(lang.max_examples, "language_check.max_examples", minimum=0, integer=True)
-    estimate = _section(raw, "estimate")
-    max_attempts = _num(raw.get("max_attempts", 8), "max_attempts", minimum=1, integer=True)
-    attempts_per_run = _num(raw.get("attempts_per_run", 4), "attempts_per_run", minimum=1, integer=True)
-    check_out_dir_value(raw.get("out_dir"))
-    return GenerateSettings(
-        synth=synth,
-        out_dir=Path(str(raw["out_dir"])),
-        num_examples=_num(raw.get("num_examples", 100), "num_examples", minimum=0, integer=True),
-        seed=_num(raw.get("seed", 0), "seed", integer=True),
-        generator=gen,
-        generators=generators,
-        client=client,
-        price_input_per_m=price_in,
-        price_output_per_m=price_out,
-        batch_discount=_num(pricing.get("batch_discount", 0.5), "pricing.batch_discount", minimum=0.0),
-        dry_run=bool(raw.get("dry_run", False)),
-        dry_run_prompts=_num(raw.get("dry_run_prompts", 3), "dry_run_prompts", minimum=0, integer=True),
-        progress=bool(raw.get("progress", True)),
-        fsync=bool(raw.get("fsync", False)),
-        language_check=lang,
-        est_output_tokens_per_s=_num(estimate.get("output_tokens_per_s", 60.0), "estimate.output_tokens_per_s", minimum=0.001),
-        est_request_overhead_s=_num(estimate.get("request_overhead_s", 1.0), "estimate.request_overhead_s", minimum=0.0),
-        max_attempts=max_attempts,
-        attempts_per_run=attempts_per_run,
-        check_models=_bool(raw.get("check_models", True), "check_models"),
-    )
-
-
-def check_out_dir_value(value: Any) -> None:
-    """`out_dir` must be a non-empty path (an empty one would put Hydra's folder at the filesystem root)."""
-    if value is None or not str(value).strip():
-        raise SynthConfigError("out_dir: must be set to a folder path (it is empty)")
+def settings_from_config(cfg: Any) -> GenerateSettings:
+    """The composed generate config (a DictConfig or a plain dict) checked and typed; a bad or unknown key
+    raises ConfigError naming it."""
+    return bind(GenerateConfig, cfg, "").settings()
 
 
 def check_out_dir_writable(out_dir: Any) -> None:
@@ -423,7 +395,8 @@ def check_out_dir_writable(out_dir: Any) -> None:
 
     Called before Hydra creates its run folder inside out_dir, and again before a run writes.
     """
-    check_out_dir_value(out_dir)
+    if out_dir is None or not str(out_dir).strip():
+        raise SynthConfigError("out_dir: must be set to a folder path (it is empty)")
     path = Path(str(out_dir)).expanduser()
     probe = path
     while not probe.exists():  # the nearest existing ancestor decides whether mkdir -p can work
