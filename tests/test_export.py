@@ -198,7 +198,7 @@ def test_mteb_wrapper_on_the_folder_scores_like_our_evaluation(tiny, tmp_path):
 
 @pytest.mark.parametrize("which", ["tiny", pytest.param("minilm", marks=pytest.mark.slow)])
 def test_evaluate_cli_on_export_equals_encoder_folder(which, request, tmp_path):
-    from embedforge.eval.job import run
+    from embedforge.cli.evaluate import run
 
     encoder, result = request.getfixturevalue(which)
     tasks = _local_tasks(tmp_path / "tasks")
