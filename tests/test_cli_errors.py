@@ -57,7 +57,7 @@ CASES = {
     "mine-input": ("mine", "mine", lambda t: [f"input={_bad_data(t)}", f"out={t}/o.jsonl"], "bad.jsonl:2"),
     "export-config": ("export", "export", lambda t: [], "checkpoint"),
     "export-input": ("export", "export", lambda t: [f"checkpoint={t}/no_such_encoder"], "no_such_encoder"),
-    "report-config": ("report", "report", lambda t: ["runs=[{nope: 1}]"], "runs[0]"),
+    "report-config": ("report", "report", lambda t: ["runs=[{nope: 1}]"], "runs.0"),
     "report-input": ("report", "report", lambda t: [f"runs=[{_bad_record(t)}]"], "run_record.json:2"),
     "decontam-config": ("decontam", "decontam", lambda t: [f"train=[{_bad_data(t)}]", "ngram.n=0"], "ngram.n"),
     "decontam-input": ("decontam", "decontam", lambda t: [f"train=[{t}/nothing*.jsonl]"], "train"),

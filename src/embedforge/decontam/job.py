@@ -21,6 +21,8 @@ log = logging.getLogger("embedforge.decontam")
 def build_eval_items(ev: EvalGroup) -> EvalItems:
     """Every text of the selected evaluation tasks (local folders, then mteb tasks)."""
     data_dir = Path(ev.data_dir) if ev.data_dir else None
+    if data_dir is None and not ev.tasks and not ev.mteb_tasks:  # after the training files are found, as before
+        raise EvalSideError("eval: nothing to compare with (set eval.data_dir, eval.tasks or eval.mteb_tasks)")
     items = EvalItems()
     folders = local_task_folders(data_dir, ev.tasks or None) if (data_dir or ev.tasks) else []
     for folder in folders:

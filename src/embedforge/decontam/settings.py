@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from embedforge.config_schema import Schema, bind, to_plain
+from embedforge.config_schema import Schema, bind
 from embedforge.decontam.check import CheckSettings
 from embedforge.decontam.train_side import FIELDS
+from embedforge.eval.settings import plain_config
 
 
 class EvalGroup(Schema):
@@ -23,12 +24,6 @@ class EvalGroup(Schema):
     mteb_tasks: list[str] = []
     splits: list[str] | None = None
     include_corpus: bool = True
-
-    @model_validator(mode="after")
-    def _something_to_compare(self) -> EvalGroup:
-        if self.data_dir is None and not self.tasks and not self.mteb_tasks:
-            raise ValueError("nothing to compare with (set eval.data_dir, eval.tasks or eval.mteb_tasks)")
-        return self
 
 
 class NgramGroup(Schema):
@@ -41,7 +36,7 @@ class DecontamSettings(Schema):
 
     train: list[str]  # schema JSONL files or globs (one string is one pattern)
     fields: Annotated[list[Literal[FIELDS]], Field(min_length=1)] = ["query", "positive", "negatives"]
-    eval: EvalGroup  # no default: something to compare with must be named
+    eval: EvalGroup = EvalGroup()
     ngram: NgramGroup = NgramGroup()
     chunk_size: Annotated[int, Field(gt=0)] = 4096
     max_listed_matches: Annotated[int, Field(ge=0)] = 10000
@@ -58,7 +53,7 @@ class DecontamSettings(Schema):
         """From the composed config; relative paths against Hydra's original working directory."""
         import hydra
 
-        settings = bind(cls, to_plain(cfg, ""), "")
+        settings = bind(cls, plain_config(cfg), "")
         absolute = hydra.utils.to_absolute_path
         ev = settings.eval
         return settings.model_copy(update={
