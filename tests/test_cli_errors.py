@@ -57,7 +57,7 @@ CASES = {
     "mine-input": ("mine", "mine", lambda t: [f"input={_bad_data(t)}", f"out={t}/o.jsonl"], "bad.jsonl:2"),
     "export-config": ("export", "export", lambda t: [], "checkpoint"),
     "export-input": ("export", "export", lambda t: [f"checkpoint={t}/no_such_encoder"], "no_such_encoder"),
-    "report-config": ("report", "report", lambda t: ["runs=[{nope: 1}]"], "runs[0]"),
+    "report-config": ("report", "report", lambda t: ["runs=[{nope: 1}]"], "runs.0"),
     "report-input": ("report", "report", lambda t: [f"runs=[{_bad_record(t)}]"], "run_record.json:2"),
     "decontam-config": ("decontam", "decontam", lambda t: [f"train=[{_bad_data(t)}]", "ngram.n=0"], "ngram.n"),
     "decontam-input": ("decontam", "decontam", lambda t: [f"train=[{t}/nothing*.jsonl]"], "train"),
@@ -68,6 +68,22 @@ CASES = {
                              "metric.name"),
     "sweep-offline-input": ("sweep-offline", "sweep_offline", lambda t: [f"{t}/missing.yaml", "--validate-only"],
                             "missing.yaml"),
+    # the typed settings at each CLI: an unknown key and a bad type or range, refused by name (slow: subprocesses)
+    "evaluate-unknown-key": ("evaluate", "evaluate", lambda t: ["+eval.taskz=[STS12]"], "eval.taskz' is unknown"),
+    "evaluate-bad-type": ("evaluate", "evaluate", lambda t: ["eval.batch_size=many"], "eval.batch_size"),
+    "mine-unknown-key": ("mine", "mine", lambda t: [f"input={_bad_data(t)}", f"out={t}/o.jsonl", "+negatives.rank_begin=3"],
+                         "negatives.rank_begin' is unknown"),
+    "mine-bad-type": ("mine", "mine", lambda t: [f"input={_bad_data(t)}", f"out={t}/o.jsonl", "encode.batch_size=0"],
+                      "encode.batch_size"),
+    "export-unknown-key": ("export", "export", lambda t: [f"checkpoint={t}/enc", "+prompts.modes=none"],
+                           "prompts.modes' is unknown"),
+    "export-bad-type": ("export", "export", lambda t: [f"checkpoint={t}/enc", "dtype=float8"], "dtype"),
+    "report-unknown-key": ("report", "report", lambda t: ["+wandb.entity=me"], "wandb.entity' is unknown"),
+    "report-bad-type": ("report", "report", lambda t: ["on_error=maybe"], "on_error"),
+    "decontam-unknown-key": ("decontam", "decontam", lambda t: [f"train=[{_bad_data(t)}]", f"eval.data_dir={t}",
+                                                                 "+eval.task=[SciFact]"], "eval.task' is unknown"),
+    "decontam-bad-type": ("decontam", "decontam", lambda t: [f"train=[{_bad_data(t)}]", f"eval.data_dir={t}",
+                                                              "chunk_size=lots"], "chunk_size"),
 }
 DEFAULT = {"train-input", "evaluate-config", "generate-config", "mine-input", "export-config", "report-input",
            "decontam-config", "sweep-offline-config", "plan-config"}
@@ -106,7 +122,7 @@ def test_every_console_script_is_covered():
 
 def test_hydra_full_error_brings_the_traceback_back(tmp_path):
     done = _run("evaluate", ["eval.mode=sometimes"], tmp_path, HYDRA_FULL_ERROR="1")
-    assert done.returncode != 0 and "Traceback" in done.stderr and "ConfigError: eval.mode" in done.stderr
+    assert done.returncode != 0 and "Traceback" in done.stderr and "ConfigError: config key 'eval.mode'" in done.stderr
 
 
 def test_verbose_brings_the_traceback_back_without_hydra(tmp_path):

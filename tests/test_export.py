@@ -198,7 +198,7 @@ def test_mteb_wrapper_on_the_folder_scores_like_our_evaluation(tiny, tmp_path):
 
 @pytest.mark.parametrize("which", ["tiny", pytest.param("minilm", marks=pytest.mark.slow)])
 def test_evaluate_cli_on_export_equals_encoder_folder(which, request, tmp_path):
-    from embedforge.eval.job import run
+    from embedforge.cli.evaluate import run
 
     encoder, result = request.getfixturevalue(which)
     tasks = _local_tasks(tmp_path / "tasks")
@@ -219,7 +219,7 @@ def test_evaluate_cli_on_export_equals_encoder_folder(which, request, tmp_path):
 def test_export_from_training_checkpoint(tmp_path, compose_train):
     from omegaconf import OmegaConf
 
-    from embedforge.cli.export import default_output_dir
+    from embedforge.export.job import default_output_dir
     from embedforge.export.st_export import PromptOptions, export_encoder
     from embedforge.model.settings import EncoderGroups
 
@@ -273,7 +273,7 @@ def test_refuses_to_overwrite_and_needs_a_checkpoint(tmp_path):
     from embedforge.cli.export import run
     from embedforge.export.st_export import ExportError, export_encoder
 
-    with pytest.raises(ValueError, match="checkpoint: required"):
+    with pytest.raises(ValueError, match="config key .checkpoint."):
         run(_export_cfg([]))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")

@@ -232,7 +232,7 @@ def test_cli_composes_and_writes(grid, tmp_path):
     assert out["markdown"].is_file() and out["png"].is_file() and out["rows"] == 4
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("report", overrides=["runs=[{bad: 1}]", f"output_dir={tmp_path / 'cli2'}"])
-    with pytest.raises(ValueError, match=r"runs\[0\]"):
+    with pytest.raises(ValueError, match=r"runs\.0"):
         run(cfg)
 
 

@@ -118,8 +118,9 @@ WINDOW = ("negatives.rank_start=3", "negatives.rank_end=12", "negatives.num_nega
 
 def test_mine_beir_fixture(minilm, tmp_path, monkeypatch):
     import embedforge.cli.mine as cli
+    import embedforge.mining.job as mining_job
 
-    monkeypatch.setattr(cli, "configured_encoder", lambda cfg: minilm)
+    monkeypatch.setattr(mining_job, "configured_encoder", lambda job: minilm)
     folder = tmp_path / "beir"
     shutil.copytree(FIXTURE, folder)
     out = tmp_path / "mined.jsonl"
@@ -159,8 +160,9 @@ def test_mine_beir_fixture(minilm, tmp_path, monkeypatch):
 
 def test_mine_records_input_never_takes_a_known_positive(minilm, tmp_path, monkeypatch):
     import embedforge.cli.mine as cli
+    import embedforge.mining.job as mining_job
 
-    monkeypatch.setattr(cli, "configured_encoder", lambda cfg: minilm)
+    monkeypatch.setattr(mining_job, "configured_encoder", lambda job: minilm)
     _, texts = _corpus_texts(FIXTURE)
     recs = [{"instruction": "Find the passage.", "query": f"question about {t.split()[0]}", "positive": t,
              "negatives": [], "task_type": "short_long", "language": "en", "source": "test"} for t in texts[:20]]
@@ -197,19 +199,20 @@ def test_beir_query_ids_sharing_a_text_share_their_positives(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("negatives.rank_end=10", "negatives.rank_end: must be >= negatives.rank_start"),
-    ("index.type=annoy", "index.type: unknown index 'annoy'"),
+    ("negatives.rank_end=10", "config key 'negatives.rank_end': must be >= rank_start"),
+    ("index.type=annoy", "config key 'index.type'"),
     ("split=dev", "qrels/dev.tsv: file not found"),
-    ("query.mode=loud", "query.mode: unknown mode 'loud'"),
+    ("query.mode=loud", "config key 'query.mode'"),
     ("input=/nonexistent/folder", "input: /nonexistent/folder does not exist"),
 ])
 def test_errors_before_model_load(tmp_path, monkeypatch, override, message):
     import embedforge.cli.mine as cli
+    import embedforge.mining.job as mining_job
 
     def no_model(cfg):
         raise AssertionError("the model must not be loaded before the config and data are checked")
 
-    monkeypatch.setattr(cli, "configured_encoder", no_model)
+    monkeypatch.setattr(mining_job, "configured_encoder", no_model)
     cfg = _compose(f"input={FIXTURE}", f"out={tmp_path}/o.jsonl", "negatives.rank_start=30", override)
     with pytest.raises(EmbedforgeError) as exc:  # the CLI's task function prints it as one line, exit 2
         cli.run(cfg)

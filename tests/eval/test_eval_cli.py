@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from embedforge.eval.job import run
+from embedforge.cli.evaluate import run
 from embedforge.paths import CONF_DIR, REPO_ROOT
 
 
@@ -90,13 +90,14 @@ def test_summary_with_active_wandb_run(tasks_root, tmp_path):
 def test_checkpoint_folder_kinds(tmp_path):
     """An encoder folder keeps its own settings; a plain HF folder takes pooling/LoRA from the config."""
     from embedforge.eval.inputs import encoder_for_evaluation
+    from embedforge.eval.settings import EvaluateJob
     from embedforge.model.builder import encoder_from_pretrained
     from embedforge.model.tiny_mistral import build_tiny_mistral
 
     plain = build_tiny_mistral()
-    encoder = encoder_for_evaluation(_cfg([f"checkpoint={plain}", "pooling=weighted_mean", "lora=r8"]))
+    encoder = encoder_for_evaluation(EvaluateJob.from_config(_cfg([f"checkpoint={plain}", "pooling=weighted_mean", "lora=r8"])))
     assert encoder.pooling.mode == "weighted_mean" and encoder.lora is not None and encoder.lora.r == 8
 
     saved = encoder_from_pretrained(str(plain), pooling="last_token").save(tmp_path / "enc")
-    reloaded = encoder_for_evaluation(_cfg([f"checkpoint={saved}", "pooling=mean"]))
+    reloaded = encoder_for_evaluation(EvaluateJob.from_config(_cfg([f"checkpoint={saved}", "pooling=mean"])))
     assert reloaded.pooling.mode == "last_token" and reloaded.lora is None

@@ -10,7 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from embedforge.eval.inputs import encoder_for_evaluation
-from embedforge.eval.job import run
+from embedforge.eval.settings import EvaluateJob
+from embedforge.cli.evaluate import run
 from embedforge.data.collate import ContrastiveCollator
 from embedforge.data.schema import Example
 from embedforge.model.builder import encoder_from_pretrained
@@ -76,7 +77,7 @@ def test_task_type_prefixes_are_the_same_in_training_and_evaluation(tmp_path, ti
     records = [Example("Classify the sentiment", "great film", "positive", [], "long_short"),
                Example("Find the passage", "capital of France", "Paris.", [], "short_long"),
                Example("Retrieve semantically similar text.", "a cat sleeps", "a cat naps", [], "sts")]
-    encoder = encoder_for_evaluation(_cfg([f"checkpoint={folder}"]))
+    encoder = encoder_for_evaluation(EvaluateJob.from_config(_cfg([f"checkpoint={folder}"])))
     batch = ContrastiveCollator(encoder.tokenizer, hard_negatives=0, instruction_mode="task_type")(records)
     texts = encoder.tokenizer.batch_decode(batch["query_input_ids"], skip_special_tokens=True)
     assert [t.strip() for t in texts] == ["classify: great film", "query: capital of France", "a cat sleeps"]
@@ -105,10 +106,10 @@ def test_device_key(tmp_path, tiny_mistral_path):
     import torch
 
     folder = _saved(tmp_path, tiny_mistral_path)
-    assert encoder_for_evaluation(_cfg([f"checkpoint={folder}", "device=cpu"])).device.type == "cpu"
+    assert encoder_for_evaluation(EvaluateJob.from_config(_cfg([f"checkpoint={folder}", "device=cpu"]))).device.type == "cpu"
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device"):
-            encoder_for_evaluation(_cfg([f"checkpoint={folder}", "device=cuda"]))
+            encoder_for_evaluation(EvaluateJob.from_config(_cfg([f"checkpoint={folder}", "device=cuda"])))
 
 
 def test_encoder_max_length_replaces_the_training_length(tmp_path, tiny_mistral_path, tasks_root, spy):
@@ -116,12 +117,12 @@ def test_encoder_max_length_replaces_the_training_length(tmp_path, tiny_mistral_
     length (eval.max_length still caps it), with results in a folder of their own."""
     encoder = encoder_from_pretrained(str(tiny_mistral_path), pooling="last_token", dtype="float32", max_length=16)
     folder = encoder.save(tmp_path / "enc")
-    assert encoder_for_evaluation(_cfg([f"checkpoint={folder}"])).max_length == 16
-    assert encoder_for_evaluation(_cfg([f"checkpoint={folder}", "encoder_max_length=128"])).max_length == 128
+    assert encoder_for_evaluation(EvaluateJob.from_config(_cfg([f"checkpoint={folder}"]))).max_length == 16
+    assert encoder_for_evaluation(EvaluateJob.from_config(_cfg([f"checkpoint={folder}", "encoder_max_length=128"]))).max_length == 128
     base = [f"checkpoint={folder}", f"eval.data_dir={tasks_root}", "eval.tasks=[MySTS]", f"output_dir={tmp_path}/r"]
     short, long = run(_cfg(base)), run(_cfg(base + ["encoder_max_length=128", "eval.max_length=64"]))
     assert short.parent != long.parent
     assert json.loads((short.parent / "model_meta.json").read_text())["max_length"] == 16
     assert json.loads((long.parent / "model_meta.json").read_text())["max_length"] == 64
     with pytest.raises(ValueError, match="encoder_max_length"):
-        encoder_for_evaluation(_cfg([f"checkpoint={folder}", "encoder_max_length=0"]))
+        encoder_for_evaluation(EvaluateJob.from_config(_cfg([f"checkpoint={folder}", "encoder_max_length=0"])))

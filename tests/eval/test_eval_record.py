@@ -5,7 +5,7 @@ from importlib import metadata
 
 from hydra import compose, initialize_config_dir
 
-from embedforge.eval.job import run
+from embedforge.cli.evaluate import run
 from embedforge.model.builder import encoder_from_pretrained
 from embedforge.paths import CONF_DIR
 from embedforge.run_record import read_run_record

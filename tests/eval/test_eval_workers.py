@@ -6,7 +6,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from embedforge.eval.job import run
+from embedforge.cli.evaluate import run
 from embedforge.eval.parallel import resolve_workers, split_round_robin
 from embedforge.model.builder import encoder_from_pretrained
 from embedforge.paths import CONF_DIR
@@ -33,5 +33,9 @@ def test_worker_settings():
     assert split_round_robin(["a"], 4) == [["a"]]
     assert resolve_workers(1, "auto") == 1 and resolve_workers(3, "cpu") == 3
     assert resolve_workers("auto", "cpu") == 1
-    with pytest.raises(ValueError, match="eval.workers"):
-        resolve_workers(0, "cpu")
+    from embedforge.eval.settings import EvaluateJob
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["eval.workers=0"])
+    with pytest.raises(ValueError, match="eval.workers"):  # checked when the config is bound
+        EvaluateJob.from_config(cfg)

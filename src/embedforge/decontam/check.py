@@ -13,8 +13,12 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field, NonNegativeInt, PositiveInt
+
+from embedforge.config_schema import Schema
 
 from embedforge.decontam.eval_side import EvalItems
 from embedforge.decontam.ngrams import NgramIndex
@@ -23,20 +27,13 @@ from embedforge.decontam.train_side import TrainRecord, iter_records
 from embedforge.errors import ConfigError
 
 
-@dataclass
-class CheckSettings:
-    n: int = 13
-    threshold: float = 0.5
-    chunk_size: int = 4096  # training records per vectorised lookup
-    max_listed_matches: int = 10000  # matches listed in the JSON (all are counted)
+class CheckSettings(Schema):
+    """`ngram.n`, `ngram.threshold`, `chunk_size`, `max_listed_matches` of conf/decontam.yaml."""
 
-    def check(self) -> None:
-        if int(self.n) < 1:
-            raise ConfigError(f"ngram.n: must be >= 1, got {self.n}")
-        if not 0 < float(self.threshold) <= 1:
-            raise ConfigError(f"ngram.threshold: must be in (0, 1], got {self.threshold}")
-        if int(self.chunk_size) < 1:
-            raise ConfigError(f"chunk_size: must be >= 1, got {self.chunk_size}")
+    n: PositiveInt = 13
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+    chunk_size: PositiveInt = 4096  # training records per vectorised lookup
+    max_listed_matches: NonNegativeInt = 10000  # matches listed in the JSON (all are counted)
 
 
 class EvalIndex:

@@ -44,12 +44,6 @@ def expand_paths(patterns: list[str], key: str = "train") -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
-def check_fields(fields: list[str], key: str = "fields") -> None:
-    unknown = [f for f in fields if f not in FIELDS]
-    if unknown or not fields:
-        raise TrainSideError(f"{key}: unknown or no field(s) {unknown} (expected some of: {', '.join(FIELDS)})")
-
-
 def record_texts(record: dict, fields: list[str]) -> list[tuple[str, str]]:
     texts = []
     for name in fields:

@@ -1,27 +1,21 @@
-"""What an evaluation takes from its config before any task runs: the encoder on its device and the
+"""What an evaluation takes from its settings before any task runs: the encoder on its device and the
 instruction policy. Shared by the job (eval/job.py) and each evaluation worker (eval/parallel.py)."""
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
-
 from embedforge.errors import ConfigError
+from embedforge.eval.settings import EvaluateJob, MtebEval
 
 
-def encoder_for_evaluation(cfg: DictConfig):
-    """The encoder to evaluate (`checkpoint`, or model/lora/pooling), on `device`."""
+def encoder_for_evaluation(job: EvaluateJob, device: str | None = None):
+    """The encoder to evaluate (`checkpoint`, or model/lora/pooling), on `device` (default: the setting)."""
     from embedforge.model.builder import encoder_from_groups
-    from embedforge.model.settings import EncoderGroups
 
-    own_length = cfg.get("encoder_max_length")
-    if own_length is not None and (not isinstance(own_length, int) or own_length <= 0):  # before the slow load
-        raise ConfigError(f"encoder_max_length: must be a positive integer or null, got {own_length!r}")
-    ckpt = cfg.get("checkpoint")
-    encoder = encoder_from_groups(EncoderGroups.from_config(cfg), hydra.utils.to_absolute_path(str(ckpt)) if ckpt else None)
-    if own_length is not None:  # a folder keeps its training length (often short to save compute)
-        encoder.max_length = own_length
-    return encoder.to(resolve_device(cfg.get("device", "auto")))
+    settings = job.settings
+    encoder = encoder_from_groups(job.encoder, settings.checkpoint)
+    if settings.encoder_max_length is not None:  # a folder keeps its training length (often short to save compute)
+        encoder.max_length = settings.encoder_max_length
+    return encoder.to(resolve_device(device or settings.device))
 
 
 def resolve_device(name: str | None):
@@ -39,19 +33,18 @@ def resolve_device(name: str | None):
     return device
 
 
-def instruction_policy(cfg: DictConfig, trained_with: dict | None = None):
+def instruction_policy(job: EvaluateJob, trained_with: dict | None = None):
     """The evaluation's instruction policy. `instructions.mode` and `.template` left null follow the
     encoder: what it was trained with (recorded in its folder), else the paper's instruction format."""
     from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE
     from embedforge.eval.instructions import InstructionPolicy
 
-    instructions = OmegaConf.to_container(cfg.instructions, resolve=True)
+    instructions = job.settings.instructions
     trained_with = trained_with or {}
-    if instructions.get("mode") is None:
-        instructions["mode"] = trained_with.get("instruction_mode") or "instruction"
-    if instructions.get("template") is None:
-        instructions["template"] = trained_with.get("query_template") or DEFAULT_QUERY_TEMPLATE
-    override = cfg.eval.get("normalize_by_type")
-    override = OmegaConf.to_container(override, resolve=True) if override is not None else {}
-    instructions["normalize_by_type"] = {**(instructions.get("normalize_by_type") or {}), **override}
-    return InstructionPolicy.from_config(instructions)
+    override = job.settings.eval.normalize_by_type if isinstance(job.settings.eval, MtebEval) else {}
+    return InstructionPolicy(
+        mode=instructions.mode if instructions.mode is not None else trained_with.get("instruction_mode") or "instruction",
+        template=(instructions.template if instructions.template is not None
+                  else trained_with.get("query_template") or DEFAULT_QUERY_TEMPLATE),
+        by_task=dict(instructions.by_task), by_type=dict(instructions.by_type),
+        normalize_by_type={**instructions.normalize_by_type, **override})

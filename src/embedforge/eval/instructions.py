@@ -35,14 +35,11 @@ class InstructionPolicy:
     def from_config(cls, cfg: Any | None) -> "InstructionPolicy":
         if cfg is None:
             return cls.default()
-        if not isinstance(cfg, dict):
-            from omegaconf import OmegaConf
+        from embedforge.config_schema import bind
+        from embedforge.eval.settings import InstructionsGroup
 
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        unknown = set(cfg) - {"mode", "template", "by_task", "by_type", "normalize_by_type"}
-        if unknown:
-            raise ConfigError(f"instructions: unknown keys {sorted(unknown)}")
-        return cls(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items() if v is not None})
+        group = bind(InstructionsGroup, cfg, "instructions")
+        return cls(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in group if v is not None})
 
     @classmethod
     def default(cls) -> "InstructionPolicy":

@@ -15,59 +15,55 @@ import tempfile
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-
-from embedforge.errors import ConfigError
+from embedforge.eval.settings import EvaluateJob
 
 
-def resolve_workers(value, device: str | None) -> int:
-    if value in (None, "", 1):
-        return 1
+def resolve_workers(value: int | str, device: str | None) -> int:
+    """`eval.workers` (a positive integer or auto, checked by eval/settings.py) as a number of processes."""
     if value == "auto":
         on_gpu = device in (None, "auto") or str(device).startswith("cuda")
         return max(1, torch.cuda.device_count()) if on_gpu else 1
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"eval.workers: must be a positive integer or auto, got {value!r}")
-    return value
+    return int(value)
 
 
 def split_round_robin(names: list[str], workers: int) -> list[list[str]]:
     return [names[i::workers] for i in range(workers) if names[i::workers]]
 
 
-def _worker(rank: int, cfg_container: dict, groups: list[list[str]], data_dir: str | None, report: str) -> None:
+def _worker(rank: int, dumped: dict, groups: list[list[str]], data_dir: str | None, report: str) -> None:
     from embedforge.eval.inputs import encoder_for_evaluation, instruction_policy
     from embedforge.eval.runner import resolve_tasks, run_tasks
 
-    cfg = OmegaConf.create(cfg_container)
-    if torch.cuda.is_available() and str(cfg.get("device", "auto")) in ("auto", "cuda"):
-        cfg.device = f"cuda:{rank % torch.cuda.device_count()}"
+    job = EvaluateJob.from_dump(dumped)  # typed settings cross the process boundary as plain data
+    settings, ev = job.settings, job.settings.eval
+    device = None
+    if torch.cuda.is_available() and settings.device in ("auto", "cuda"):
+        device = f"cuda:{rank % torch.cuda.device_count()}"
     else:  # CPU workers share the cores instead of each taking all of them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(groups)))
-    if cfg.get("seed") is not None:
-        torch.manual_seed(int(cfg.seed))
-    encoder = encoder_for_evaluation(cfg)
-    policy = instruction_policy(cfg, encoder.trained_with)
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
+    encoder = encoder_for_evaluation(job, device)
+    policy = instruction_policy(job, encoder.trained_with)
     tasks = resolve_tasks(groups[rank], data_dir=data_dir)
-    out = run_tasks(encoder, tasks, policy=policy, out_dir=cfg.output_dir, batch_size=int(cfg.eval.batch_size),
-                    max_length=int(cfg.eval.max_length), truncate_dim=cfg.eval.get("truncate_dim"),
-                    save_item_scores=bool(cfg.eval.get("save_item_scores", False)))
+    out = run_tasks(encoder, tasks, policy=policy, out_dir=settings.output_dir, batch_size=ev.batch_size,
+                    max_length=ev.max_length, truncate_dim=ev.truncate_dim, save_item_scores=ev.save_item_scores)
     Path(f"{report}.{rank}").write_text(json.dumps({
         "out_dir": str(out.out_dir), "seconds": out.seconds, "tasks": groups[rank], "encoder": encoder.describe(),
         "trained_with": encoder.trained_with, "policy": vars(policy), "item_scores": out.item_scores}, default=str))
 
 
-def evaluate_in_workers(cfg: DictConfig, tasks: list, workers: int, data_dir: str | None) -> dict:
+def evaluate_in_workers(job: EvaluateJob, tasks: list, workers: int, data_dir: str | None) -> dict:
     """Run `tasks` over `workers` processes; returns {out_dir, results, seconds, item_scores, encoder, trained_with, policy}."""
     import mteb
     import torch.multiprocessing as mp
 
     names = [t.metadata.name for t in tasks]
     groups = split_round_robin(names, workers)
-    container = OmegaConf.to_container(cfg, resolve=True)
+    dumped = job.dump()
     with tempfile.TemporaryDirectory(prefix="embedforge-eval-") as tmp:
         report = str(Path(tmp) / "worker")
-        mp.spawn(_worker, args=(container, groups, data_dir, report), nprocs=len(groups), join=True)
+        mp.spawn(_worker, args=(dumped, groups, data_dir, report), nprocs=len(groups), join=True)
         outputs = [json.loads(Path(f"{report}.{rank}").read_text()) for rank in range(len(groups))]
     folders = {o["out_dir"] for o in outputs}
     if len(folders) != 1:

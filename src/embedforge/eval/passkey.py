@@ -125,12 +125,13 @@ def plot(scores: dict[int, dict], path: Path, title: str = "passkey retrieval") 
 
 
 def run_passkey(encoder, cfg, out_dir: Path, template: str | None = None, mode: str = "instruction") -> Path:
-    """The CLI's eval=passkey: table + plot + passkey.json under out_dir/<model>/passkey; returns the json."""
+    """The CLI's eval=passkey: table + plot + passkey.json under out_dir/<model>/passkey; returns the json.
+    `cfg`: the eval group's settings (eval/settings.py PasskeyEval, or anything with its attributes)."""
     from embedforge.eval.mteb_model import encoder_fingerprint, model_slug
 
     lengths = [int(x) for x in cfg.lengths]
     scores = evaluate_passkey(encoder, lengths, n_docs=int(cfg.n_docs), n_queries=int(cfg.n_queries),
-                              seed=int(cfg.seed), batch_size=int(cfg.batch_size), instruction=cfg.get("instruction") or "",
+                              seed=int(cfg.seed), batch_size=int(cfg.batch_size), instruction=cfg.instruction or "",
                               template=template, mode=mode)
     folder = Path(out_dir) / model_slug(encoder) / f"passkey-{encoder_fingerprint(encoder)}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,13 +17,15 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE
+from embedforge.config_schema import Schema
+from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE, INSTRUCTION_MODES
 from embedforge.errors import ConfigError
 from embedforge.eval.instructions import InstructionPolicy
 from embedforge.export.model_card import render_model_card
@@ -50,16 +52,17 @@ class ExportError(ConfigError, RuntimeError):
     """The export cannot be done as configured; the message names the config key."""
 
 
-@dataclass
-class PromptOptions:
+class PromptOptions(Schema):
+    """`prompts:` of conf/export.yaml."""
+
     enabled: bool = True
-    mode: str | None = None  # null: the encoder's training instruction mode
+    mode: Literal[INSTRUCTION_MODES] | None = None  # null: the encoder's training instruction mode
     template: str | None = None  # null: the encoder's training template
     task_types: list[str] | None = None  # null: every type of the instruction table
-    tasks: list[str] = field(default_factory=list)
+    tasks: list[str] = []
     benchmark: str | None = None
-    by_task: dict[str, str] = field(default_factory=dict)
-    by_type: dict[str, str] = field(default_factory=dict)
+    by_task: dict[str, str] = {}
+    by_type: dict[str, str] = {}
 
 
 @dataclass

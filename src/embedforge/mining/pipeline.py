@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedforge.data.formatting import INSTRUCTION_MODES, format_query
+from embedforge.data.formatting import format_query
 from embedforge.data.schema import Example
 from embedforge.errors import ConfigError, MissingFileError
 from embedforge.mining.cache import EmbeddingCache, cache_key
@@ -44,29 +44,15 @@ class MineSettings:
     trainer: dict = field(default_factory=dict)
 
     def check(self) -> None:
-        """Config errors, each naming its key, before any data or model is read."""
-        from embedforge.data.schema import TASK_TYPES
-
+        """What the types cannot say (mining/settings.py checks the values): the files, before any is read."""
         if not self.input.exists():
             raise MissingFileError(f"input: {self.input} does not exist (a BEIR folder or a schema JSONL file)")
         if self.input.is_dir() and self.corpus is not None:
             raise ConfigError("corpus: only for a JSONL input (a BEIR folder brings its own corpus.jsonl)")
         if self.corpus is not None and not self.corpus.is_file():
             raise MissingFileError(f"corpus: {self.corpus} is not a file")
-        if self.on_error not in ("fail", "skip"):
-            raise ConfigError(f"on_error: must be fail or skip, got {self.on_error!r}")
-        if self.query_mode not in INSTRUCTION_MODES:
-            raise ConfigError(f"query.mode: unknown mode {self.query_mode!r} (expected one of: {', '.join(INSTRUCTION_MODES)})")
-        if self.task_type not in TASK_TYPES:
-            raise ConfigError(f"record.task_type: unknown task type {self.task_type!r} (expected one of: {', '.join(TASK_TYPES)})")
-        if int(self.batch_size) < 1:
-            raise ConfigError(f"encode.batch_size: must be >= 1, got {self.batch_size}")
-        if self.max_length is not None and int(self.max_length) < 2:
-            raise ConfigError(f"encode.max_length: must be >= 2 or null, got {self.max_length}")
         if self.out.resolve() == self.input.resolve():
             raise ConfigError(f"out: {self.out} would overwrite the input")
-        self.select.check("negatives")
-        self.index.check("index")
 
 
 def read_input(settings: MineSettings) -> MiningInput:
@@ -158,7 +144,7 @@ def mine(encoder, data: MiningInput, settings: MineSettings) -> dict | None:
         "input_problems": data.errors, "encoder_fingerprint": fingerprint, "cache": str(cache_path),
         "cache_hit": cache_hit, "timings": timings,
         "settings": {"split": settings.split, "query_mode": settings.query_mode, "instruction": settings.instruction,
-                     "negatives": vars(settings.select), "index": vars(settings.index)},
+                     "negatives": settings.select.model_dump(), "index": settings.index.model_dump()},
     }
     report_path = settings.out.with_name(settings.out.stem + ".report.json")
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")

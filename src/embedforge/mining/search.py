@@ -5,39 +5,31 @@ Embeddings are L2-normalised by the encoder, so inner product is cosine similari
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import PositiveInt
 
-from embedforge.errors import ConfigError
+from embedforge.config_schema import Schema
 
 INDEX_TYPES = ("flat", "ivf", "hnsw")
 
 
-@dataclass
-class IndexSettings:
-    type: str = "flat"
-    ivf_nlist: int | None = None  # None: about 4*sqrt(N) lists
-    ivf_nprobe: int = 32
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 256
+class IndexSettings(Schema):
+    """`index:` of conf/mine.yaml."""
 
-    def check(self, key: str = "index") -> None:
-        if self.type not in INDEX_TYPES:
-            raise ConfigError(f"{key}.type: unknown index {self.type!r} (expected one of: {', '.join(INDEX_TYPES)})")
-        for name in ("ivf_nprobe", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{key}.{name}: must be >= 1, got {getattr(self, name)}")
-        if self.ivf_nlist is not None and int(self.ivf_nlist) < 1:
-            raise ConfigError(f"{key}.ivf_nlist: must be >= 1 or null, got {self.ivf_nlist}")
+    type: Literal[INDEX_TYPES] = "flat"
+    ivf_nlist: PositiveInt | None = None  # None: about 4*sqrt(N) lists
+    ivf_nprobe: PositiveInt = 32
+    hnsw_m: PositiveInt = 32
+    hnsw_ef_construction: PositiveInt = 200
+    hnsw_ef_search: PositiveInt = 256
 
 
 def build_index(vectors: np.ndarray, settings: IndexSettings | None = None):
     import faiss
 
     settings = settings or IndexSettings()
-    settings.check()
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
     if settings.type == "flat":

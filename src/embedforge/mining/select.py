@@ -8,37 +8,34 @@ unjudged relevant documents crowd) as in the paper's "negatives from the top-100
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationInfo, field_validator
 
-from embedforge.errors import ConfigError
+from embedforge.config_schema import Schema
 
 SAMPLE_MODES = ("random", "top")
 
 
-@dataclass
-class SelectSettings:
-    rank_start: int = 30
-    rank_end: int = 100
-    num_negatives: int = 7
-    sample: str = "random"  # random: a seeded draw from the window; top: its highest-ranked ones
-    margin: float | None = None  # keep only scores <= positive score - margin
-    max_score_ratio: float | None = None  # keep only scores <= ratio * positive score (e.g. 0.95)
+class SelectSettings(Schema):
+    """`negatives:` of conf/mine.yaml (checked when built: the ranks, the sample mode, the score limits)."""
+
+    rank_start: PositiveInt = 30
+    rank_end: PositiveInt = 100
+    num_negatives: PositiveInt = 7
+    sample: Literal[SAMPLE_MODES] = "random"  # random: a seeded draw from the window; top: its highest-ranked ones
+    margin: NonNegativeFloat | None = None  # keep only scores <= positive score - margin
+    max_score_ratio: Annotated[float, Field(gt=0, le=1)] | None = None  # keep only scores <= ratio * positive score
     seed: int = 42
 
-    def check(self, key: str = "negatives") -> None:
-        if int(self.rank_start) < 1:
-            raise ConfigError(f"{key}.rank_start: must be >= 1, got {self.rank_start}")
-        if int(self.rank_end) < int(self.rank_start):
-            raise ConfigError(f"{key}.rank_end: must be >= {key}.rank_start ({self.rank_start}), got {self.rank_end}")
-        if int(self.num_negatives) < 1:
-            raise ConfigError(f"{key}.num_negatives: must be >= 1, got {self.num_negatives}")
-        if self.sample not in SAMPLE_MODES:
-            raise ConfigError(f"{key}.sample: unknown mode {self.sample!r} (expected one of: {', '.join(SAMPLE_MODES)})")
-        if self.margin is not None and float(self.margin) < 0:
-            raise ConfigError(f"{key}.margin: must be >= 0 or null, got {self.margin}")
-        if self.max_score_ratio is not None and not 0 < float(self.max_score_ratio) <= 1:
-            raise ConfigError(f"{key}.max_score_ratio: must be in (0, 1] or null, got {self.max_score_ratio}")
+    @field_validator("rank_end")
+    @classmethod
+    def _window_not_empty(cls, rank_end: int, info: ValidationInfo) -> int:
+        start = info.data.get("rank_start")
+        if start is not None and rank_end < start:
+            raise ValueError(f"must be >= rank_start ({start}), got {rank_end}")
+        return rank_end
 
 
 @dataclass
