@@ -40,6 +40,10 @@ def to_plain(node: Any, key: str, *, missing_ok: bool = False) -> Any:
     """A DictConfig/ListConfig as plain Python, interpolations resolved; a missing value (`???`) names its
     key, unless `missing_ok` (then it stays the string "???", for settings filled in later)."""
     if isinstance(node, (DictConfig, ListConfig)):
+        if not missing_ok and isinstance(node, DictConfig):  # omegaconf's own message runs over several lines
+            missing = sorted(OmegaConf.missing_keys(node))
+            if missing:
+                raise ConfigError(f"config key '{_join(key, missing[0])}': required, not set")
         try:
             return OmegaConf.to_container(node, resolve=True, throw_on_missing=not missing_ok)
         except OmegaConfBaseException as exc:

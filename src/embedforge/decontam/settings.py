@@ -10,10 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from embedforge.config_schema import Schema, bind
+from embedforge.config_schema import Schema, bind, to_plain
 from embedforge.decontam.check import CheckSettings
 from embedforge.decontam.train_side import FIELDS
-from embedforge.eval.settings import plain_config
 
 
 class EvalGroup(Schema):
@@ -53,7 +52,7 @@ class DecontamSettings(Schema):
         """From the composed config; relative paths against Hydra's original working directory."""
         import hydra
 
-        settings = bind(cls, plain_config(cfg), "")
+        settings = bind(cls, to_plain(cfg, ""), "")
         absolute = hydra.utils.to_absolute_path
         ev = settings.eval
         return settings.model_copy(update={

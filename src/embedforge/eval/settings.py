@@ -14,7 +14,6 @@ from pydantic import PositiveInt
 
 from embedforge.config_schema import Schema, bind, to_plain
 from embedforge.data.formatting import INSTRUCTION_MODES
-from embedforge.errors import ConfigError
 from embedforge.model.settings import EncoderGroups, LoraGroup, ModelGroup, PoolingGroup
 
 ENCODER_KEYS = ("model", "lora", "pooling")
@@ -85,7 +84,7 @@ class EvaluateJob:
         """From the composed config (a DictConfig or a dict); relative paths against Hydra's original cwd."""
         import hydra
 
-        values = plain_config(cfg)
+        values = to_plain(cfg, "")
         own = {k: v for k, v in values.items() if k not in ENCODER_KEYS}
         own["eval"] = _bind_eval(own.get("eval"))
         settings = bind(EvaluateSettings, own, "")
@@ -119,18 +118,6 @@ class EvaluateJob:
         """What the run record keeps as `config`: every setting, defaults included."""
         return {**self.settings.model_dump(mode="json"),
                 **{key: getattr(self.encoder, key).model_dump(mode="json") for key in ENCODER_KEYS}}
-
-
-def plain_config(cfg: Any) -> dict:
-    """A composed config as a plain dict; a value left `???` is refused in our one-line form (omegaconf's
-    own message runs over several lines). Shared by the job packages' settings modules."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):
-        missing = sorted(OmegaConf.missing_keys(cfg))
-        if missing:
-            raise ConfigError(f"config key '{missing[0]}': required, not set")
-    return to_plain(cfg, "")
 
 
 def _bind_eval(node: Any) -> MtebEval | PasskeyEval:

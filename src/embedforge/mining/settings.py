@@ -12,10 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt
 
-from embedforge.config_schema import Schema, bind
+from embedforge.config_schema import Schema, bind, to_plain
 from embedforge.data.formatting import DEFAULT_QUERY_TEMPLATE, INSTRUCTION_MODES
 from embedforge.data.schema import TASK_TYPES
-from embedforge.eval.settings import plain_config
 from embedforge.mining.pipeline import MineSettings
 from embedforge.mining.search import IndexSettings
 from embedforge.mining.select import SelectSettings
@@ -74,7 +73,7 @@ class MineJob:
     @classmethod
     def from_config(cls, cfg: Any) -> MineJob:
         """From the composed config; relative paths against Hydra's original working directory."""
-        values = plain_config(cfg)
+        values = to_plain(cfg, "")
         config = bind(MineConfig, {k: v for k, v in values.items() if k not in ENCODER_KEYS}, "")
         settings = MineSettings(
             input=_path(config.input), out=_path(config.out), split=config.split, corpus=_path(config.corpus),
