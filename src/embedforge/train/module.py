@@ -1,4 +1,6 @@
-"""The LightningModule: wiring only. Encoder, loss and optimiser live in their own modules."""
+"""The LightningModule: the contrastive step (embed -> gather -> loss, or GradCache chunks), validation
+metrics, the optimiser from its settings, and what checkpoints hold (trainable weights, RNG states, the
+W&B run to continue). Encoder, loss and optimiser are built elsewhere, from ModuleSettings."""
 
 from __future__ import annotations
 
