@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from embedforge.config_schema import Schema, bind, to_plain
+from embedforge.config_schema import Schema, bind
 from embedforge.decontam.check import CheckSettings
 from embedforge.decontam.train_side import FIELDS
 
@@ -52,7 +52,7 @@ class DecontamSettings(Schema):
         """From the composed config; relative paths against Hydra's original working directory."""
         import hydra
 
-        settings = bind(cls, to_plain(cfg, ""), "")
+        settings = bind(cls, cfg, "")
         absolute = hydra.utils.to_absolute_path
         ev = settings.eval
         return settings.model_copy(update={

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from embedforge.config_schema import Schema, bind, to_plain
+from embedforge.config_schema import Schema, bind
 from embedforge.export.st_export import DTYPES, PromptOptions
 
 
@@ -45,7 +45,7 @@ class ExportSettings(Schema):
         """From the composed config; relative paths against Hydra's original working directory."""
         import hydra
 
-        settings = bind(cls, to_plain(cfg, ""), "")
+        settings = bind(cls, cfg, "")
         absolute = hydra.utils.to_absolute_path
         card = settings.model_card
         return settings.model_copy(update={

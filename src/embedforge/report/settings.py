@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from embedforge.config_schema import Schema, bind, to_plain
+from embedforge.config_schema import Schema, bind
 from embedforge.report.build import ReportSettings
 from embedforge.report.runs import RunInput
 
@@ -53,7 +53,7 @@ class ReportConfig(Schema):
 
     @classmethod
     def from_config(cls, cfg: Any) -> ReportConfig:
-        return bind(cls, to_plain(cfg, ""), "")
+        return bind(cls, cfg, "")
 
     def settings(self) -> ReportSettings:
         """build_report's settings; relative paths against Hydra's original working directory."""
