@@ -13,11 +13,11 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=${WANDB_MODE:-offline} H
   'query.instruction="Given a scientific claim, retrieve documents that support or refute the claim"'
 
 # The seeded rows (#17; PART=seeds runs only these): the rows whose direction experiments/README.md
-# states, under seeds 1, 2 and 3 (records under <row>/seed<s>/), evaluated on SciFact and STSBenchmark.
-# Banking77 is left out of these: on this CPU it took 387 s of an evaluation's 477 s (STSBenchmark 90 s),
-# which 3 seeds x 5 rows could not afford in one session.
+# stated, under seeds 1, 2 and 3 (records under <row>/seed<s>/), evaluated on STSBenchmark only. On this
+# 2-core machine, shared with other work, one evaluation took SciFact 557 s and STSBenchmark 29 s (Banking77:
+# 387 s in an earlier run), against about 250 s of training: 3 seeds x 5 rows fit in a session only so.
 if [[ ${PART:-} == seeds ]]; then
-  TASKS='[SciFact,STSBenchmark]' EVAL_LENGTH=256 SEEDS=${SEEDS:-1 2 3} \
+  TASKS='[STSBenchmark]' EVAL_LENGTH=256 SEEDS=${SEEDS:-1 2 3} \
     experiments/run_grid.sh small_grid ${SEED_ROWS:-default no_instruction pooling_last_token lora_r8 lora_r32}
   exit 0
 fi
