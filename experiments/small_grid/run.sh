@@ -19,6 +19,11 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=${WANDB_MODE:-offline} H
 if [[ ${PART:-} == seeds ]]; then
   TASKS='[STSBenchmark]' EVAL_LENGTH=256 SEEDS=${SEEDS:-1 2 3} \
     experiments/run_grid.sh small_grid ${SEED_ROWS:-default no_instruction pooling_last_token lora_r8 lora_r32}
+  # their report: the seeds pooled per row, 95% paired-bootstrap intervals on each delta vs default; the
+  # untrained rows beside them (base_instructions keeps item scores, base predates them)
+  .venv/bin/embedforge-report 'runs=[experiments/small_grid/records/*/seed*/*,experiments/small_grid/records/base*/evaluate]' \
+    baseline=default "data_dirs=[$EMBEDFORGE_EVAL_DATA]" output_dir=experiments/small_grid/seeds \
+    'title="Small grid, seeded rows (STSBenchmark; seeds 1-3), beside the paper"'
   exit 0
 fi
 
