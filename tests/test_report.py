@@ -289,3 +289,21 @@ def test_version_differences_ties_and_missing():
     assert version_differences({"a": {"peft": "0.21.2"}, "b": {"peft": "0.21.2"}, "c": {}}) == {}
     tie = version_differences({"a": {"peft": "0.21.2"}, "b": {"peft": "0.20.0"}})
     assert tie == {"a": ["peft 0.21.2 (others: 0.20.0)"], "b": ["peft 0.20.0 (others: 0.21.2)"]}
+
+
+def test_the_report_names_the_commit_of_each_rows_records(tmp_path):
+    """report.md's Commits section: each row's records by git sha and tree state (clean / dirty)."""
+    records = tmp_path / "grid" / "records"
+    for row, sha, dirty in (("default", "a" * 40, False), ("lora_r8", "b" * 40, True)):
+        (records / row / "train").mkdir(parents=True)
+        (records / row / "train" / "run_record.json").write_text(json.dumps({
+            "kind": "train", "run_name": f"grid_{row}", "run_id": f"id-{row}", "git": {"sha": sha, "dirty": dirty},
+            "config": {"run_name": f"grid_{row}", "tags": ["grid"]}}))
+        (records / row / "evaluate").mkdir()
+        (records / row / "evaluate" / "run_record.json").write_text(json.dumps(
+            {"kind": "evaluate", "evaluated": f"id-{row}", "results": BASE, "git": {"sha": sha, "dirty": dirty}}))
+    md = build_report(ReportSettings(runs=[RunInput(str(records / "*" / "*"))], baseline="default"),
+                      tmp_path / "out")["markdown"].read_text()
+    section = md.split("## Commits")[1].split("##")[0]
+    assert "| default | `aaaaaaaaaaaa` (clean): 2 |" in section
+    assert "| lora_r8 | `bbbbbbbbbbbb` (dirty): 2 |" in section

@@ -11,6 +11,7 @@ from embedforge.report.categories import TaskTypes
 from embedforge.report.decontam_section import decontam_section
 from embedforge.report.paper import Paper, load_paper
 from embedforge.report.plot import plot_deltas
+from embedforge.report.provenance import commits_section
 from embedforge.report.runs import Collected, RunInput, collect_records, collect_wandb
 from embedforge.report.tables import all_rows, deltas, per_task, summarise, table1, table5
 from embedforge.report.versions import KEY_PACKAGES, MARK, version_differences
@@ -81,6 +82,7 @@ def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = 
         parts += [f"Tasks without a known category (not in mteb, no local task.json; excluded from the category "
                   f"columns, included in averages): {', '.join(uncategorised)}", ""]
     parts += versions_table(rows, differences)
+    parts += commits_section(rows)
     parts += decontam_section(settings.decontam, out_dir)
     notes = [f"- `{k}`: {'; '.join(r.notes)}" for k, r in rows.items() if r.notes]
     if notes:
