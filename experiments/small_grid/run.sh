@@ -27,6 +27,15 @@ if [[ ${PART:-} == seeds ]]; then
   exit 0
 fi
 
+# The matched pre-training comparison (#17; PART=pretrain): stage 1 (16 steps of SciFact title -> body
+# pairs) then the default recipe (37 steps), against the default recipe for 53 steps; seeds 1-3,
+# evaluated on STSBenchmark only (SciFact, whose corpus stage 1 reads, is not evaluated).
+if [[ ${PART:-} == pretrain ]]; then
+  TASKS='[STSBenchmark]' EVAL_LENGTH=256 SEEDS=${SEEDS:-1 2 3} TRAIN_ONLY=pretrain_matched \
+    experiments/run_grid.sh small_grid default_matched pretrain_matched pretrain_matched_then_default
+  exit 0
+fi
+
 lane1=(default base no_instruction task_type_prefix no_hard_negatives lora_r8 pooling_last_token lora_r32)
 lane2=(temperature_005 pretrain pretrain_then_default)
 case ${LANE:-} in
