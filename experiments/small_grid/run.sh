@@ -33,6 +33,9 @@ fi
 if [[ ${PART:-} == pretrain ]]; then
   TASKS='[STSBenchmark]' EVAL_LENGTH=256 SEEDS=${SEEDS:-1 2 3} TRAIN_ONLY=pretrain_matched \
     experiments/run_grid.sh small_grid default_matched pretrain_matched pretrain_matched_then_default
+  .venv/bin/embedforge-report 'runs=[experiments/small_grid/records/default_matched/seed*/*,experiments/small_grid/records/pretrain_matched_then_default/seed*/*]' \
+    baseline=default_matched "data_dirs=[$EMBEDFORGE_EVAL_DATA]" output_dir=experiments/small_grid/pretrain_matched \
+    'title="Small grid, pre-training at equal steps (STSBenchmark; seeds 1-3), beside the paper"'
   exit 0
 fi
 
