@@ -21,7 +21,9 @@ if [[ ${PART:-} == seeds ]]; then
     experiments/run_grid.sh small_grid ${SEED_ROWS:-default no_instruction pooling_last_token lora_r8 lora_r32}
   # their report: the seeds pooled per row, 95% paired-bootstrap intervals on each delta vs default; the
   # untrained rows beside them (base_instructions keeps item scores, base predates them)
-  .venv/bin/embedforge-report 'runs=[experiments/small_grid/records/*/seed*/*,experiments/small_grid/records/base*/evaluate]' \
+  seeded=(${SEED_ROWS:-default no_instruction pooling_last_token lora_r8 lora_r32})
+  runs=$(printf 'experiments/small_grid/records/%s/seed*/*,' "${seeded[@]}")
+  .venv/bin/embedforge-report "runs=[${runs}experiments/small_grid/records/base*/evaluate]" \
     baseline=default "data_dirs=[$EMBEDFORGE_EVAL_DATA]" output_dir=experiments/small_grid/seeds \
     'title="Small grid, seeded rows (STSBenchmark; seeds 1-3), beside the paper"'
   exit 0
@@ -57,6 +59,6 @@ BASE_ARGS='model=minilm-l6 pooling=mean lora=none instructions.mode=none' \
   BASE_ARGS='model=minilm-l6 pooling=mean lora=none instructions.mode=instruction' \
   experiments/run_grid.sh small_grid base_instructions
 
-[[ -n ${LANE:-} ]] || .venv/bin/embedforge-report 'runs=[experiments/small_grid/records/*/*]' baseline=default \
+[[ -n ${LANE:-} ]] || .venv/bin/embedforge-report 'runs=[experiments/small_grid/records/*/train,experiments/small_grid/records/*/evaluate]' baseline=default \
   "data_dirs=[$EMBEDFORGE_EVAL_DATA]" output_dir=experiments/small_grid 'title="Small grid: all-MiniLM-L6-v2 + LoRA, beside the paper"' \
   'decontam=[experiments/small_grid/records/decontam.json]'
