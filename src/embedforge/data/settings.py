@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from omegaconf import MISSING
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from embedforge.config_schema import Schema, bind
@@ -149,7 +148,3 @@ class DataSettings(Schema):
         return {name: spec.as_source_config() for name, spec in (self.sources or {}).items()}
 
 
-
-def is_missing(value: Any) -> bool:
-    """A mandatory value left as `???` (the config says: set it on the command line)."""
-    return value == MISSING

@@ -11,7 +11,7 @@ from embedforge.plan.cards import card
 from embedforge.plan.memory import FRAMEWORK_OVERHEAD_BYTES, GiB, Memory, Workload, estimate
 from embedforge.data.settings import DataSettings
 from embedforge.model.settings import EncoderGroups
-from embedforge.train.settings import activation_checkpointing, bind_loss, global_batch as batch_of_step
+from embedforge.train.settings import accumulation, activation_checkpointing, bind_loss, global_batch as batch_of_step
 from embedforge.train.strategies import strategy_target
 from embedforge.train.throughput import training_flops_per_token
 
@@ -80,7 +80,7 @@ def make_plan(cfg: DictConfig, *, gpu: str = "H100", mfu: float = 0.4, num_examp
     if not isinstance(dev, int):
         raise PlanError(f"config key 'trainer.devices': '{dev}' cannot be planned; give a number (trainer.devices=8)")
     batch = data.batch_size
-    accumulate = int(cfg.trainer.get("accumulate_grad_batches") or 1)
+    accumulate = accumulation(cfg.trainer)
     negatives = data.hard_negatives
     chunk = loss.grad_cache_chunk
     checkpointing = activation_checkpointing(groups.model, loss)
@@ -97,7 +97,7 @@ def make_plan(cfg: DictConfig, *, gpu: str = "H100", mfu: float = 0.4, num_examp
                         shard_weights=_strategy_shards(cfg), flash_attention=attn == "flash_attention_2",
                         embedding_dim=arch.hidden)
     # the figure training checks
-    global_batch = batch_of_step(data, {"accumulate_grad_batches": accumulate}, num_nodes=nodes, devices=dev)
+    global_batch = batch_of_step(data, accumulate, num_nodes=nodes, devices=dev)
     declared = data.global_batch_size
     examples = num_examples if num_examples is not None else data.max_train_examples
     steps_per_epoch = -(-int(examples) // global_batch) if examples else None

@@ -166,24 +166,27 @@ class TrainSettings:
             gradient_clip_val=self.resolved["trainer"].get("gradient_clip_val") if self.grad_cache else None)
 
     def global_batch(self, *, num_nodes: int, devices: int) -> int:
-        """Contrastive examples per optimiser step: nodes x devices x per-device batch x accumulation."""
-        return num_nodes * devices * self.data.batch_size * int(self.trainer.get("accumulate_grad_batches") or 1)
+        return global_batch(self.data, accumulation(self.trainer), num_nodes=num_nodes, devices=devices)
 
     def check_global_batch(self, *, num_nodes: int, devices: int) -> None:
-        """data.global_batch_size (null = not checked): the batch a recipe declares must be the one that runs."""
-        check_global_batch(self.data, self.trainer, num_nodes=num_nodes, devices=devices)
+        check_global_batch(self.data, accumulation(self.trainer), num_nodes=num_nodes, devices=devices)
 
 
-def global_batch(data: DataSettings, trainer: dict, *, num_nodes: int, devices: int) -> int:
-    return num_nodes * devices * data.batch_size * int(trainer.get("accumulate_grad_batches") or 1)
+def accumulation(trainer: dict) -> int:
+    return int(trainer.get("accumulate_grad_batches") or 1)
 
 
-def check_global_batch(data: DataSettings, trainer: dict, *, num_nodes: int, devices: int) -> None:
+def global_batch(data: DataSettings, accumulate: int, *, num_nodes: int, devices: int) -> int:
+    """Contrastive examples per optimiser step: nodes x devices x per-device batch x accumulation."""
+    return num_nodes * devices * data.batch_size * accumulate
+
+
+def check_global_batch(data: DataSettings, accumulate: int, *, num_nodes: int, devices: int) -> None:
+    """data.global_batch_size (null = not checked): the batch a recipe declares must be the one that runs."""
     declared = data.global_batch_size
     if declared is None:
         return
-    accumulate = int(trainer.get("accumulate_grad_batches") or 1)
-    actual = global_batch(data, trainer, num_nodes=num_nodes, devices=devices)
+    actual = global_batch(data, accumulate, num_nodes=num_nodes, devices=devices)
     if actual != declared:
         _fail("data.global_batch_size", f"declares {declared}, but trainer.num_nodes ({num_nodes}) x trainer.devices "
               f"({devices}) x data.batch_size ({data.batch_size}) x trainer.accumulate_grad_batches ({accumulate}) "
@@ -283,7 +286,7 @@ def _bind_train(cfg: Any) -> TrainSettings:
     if encoder.model.gradient_checkpointing != checkpointing:
         log.info("loss.grad_cache is on: activation checkpointing off (model.checkpointing_with_grad_cache=true keeps it)")
     if loss.grad_cache_chunk is not None:
-        if int(trainer.get("accumulate_grad_batches") or 1) != 1:
+        if accumulation(trainer) != 1:
             _fail("trainer.accumulate_grad_batches", "must be 1 with loss.grad_cache (GradCache grows the "
                                                      "contrastive batch itself: raise data.batch_size)")
         trainer["gradient_clip_val"] = None  # manual optimisation: the module clips, Lightning must not
@@ -295,7 +298,7 @@ def _bind_train(cfg: Any) -> TrainSettings:
                          **({"init_from": init_from} if init_from else {})}
     devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
     if isinstance(devices, int) and isinstance(nodes, int):  # "auto" devices: checked once the trainer knows
-        check_global_batch(data, trainer, num_nodes=nodes, devices=devices)
+        check_global_batch(data, accumulation(trainer), num_nodes=nodes, devices=devices)
     return TrainSettings(
         run_name=top.run_name, optimized_metric=top.optimized_metric, seed=top.seed, validate_before_fit=top.validate_before_fit,
         save_encoder=top.save_encoder, ckpt_path=resolve_ckpt_path(top.ckpt_path, paths.output_root, top.run_name),
