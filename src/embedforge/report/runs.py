@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedforge.errors import DataError
+from embedforge.report.provenance import add_commits, count_commit
 from embedforge.report.versions import add_versions, merge_versions
 from embedforge.run_record import RECORD_FILE, RunRecordError, read_json_object, read_run_record
 
@@ -51,6 +52,7 @@ class OurRow:
     run_id: str | None = None
     order: str = ""  # newest wins among runs with one key
     versions: dict[str, str] = field(default_factory=dict)  # key package -> version(s) of the records behind it
+    commits: dict[tuple[str, str], int] = field(default_factory=dict)  # (sha, tree state) -> records (provenance.py)
     # one entry per seed: {"seed", "scores", "items" (task -> per-item scores, eval.save_item_scores)};
     # `scores` above is their mean per task
     runs: list[dict] = field(default_factory=list)
@@ -172,6 +174,7 @@ def _pool_seeds(old: OurRow, row: OurRow) -> None:
     old.runs += row.runs
     old.sources += row.sources
     add_versions(old.versions, row.versions)
+    add_commits(old.commits, row.commits)
     tasks = {t for run in old.runs for t in run["scores"]}
     old.scores = {t: sum(r["scores"][t] for r in old.runs if t in r["scores"])
                   / sum(t in r["scores"] for r in old.runs) for t in sorted(tasks)}
@@ -217,12 +220,14 @@ def collect_records(inputs: list[RunInput], known: set[str], labels: dict[str, s
         row = OurRow(key, item.spec.label or labels.get(key) or key,
                      run_id=data.get("run_id"), sources=[str(item.path)])
         merge_versions(row.versions, data)
+        count_commit(row.commits, data)
         kept = {}  # per-item scores of its evaluations
         for evaluation in sorted(evaluations.get(str(data.get("run_id")), []), key=lambda e: str(e.path)):
             row.scores.update(_scores(evaluation.data.get("results") or {}, evaluation.path))  # newer wins per task
             kept.update(evaluation.data.get("item_scores") or {})  # as do its items
             row.sources.append(str(evaluation.path))
             merge_versions(row.versions, evaluation.data)
+            count_commit(row.commits, evaluation.data)
             attached.add(id(evaluation))
         if not row.scores:
             row.notes.append("no evaluation record names this run")
@@ -243,6 +248,7 @@ def collect_records(inputs: list[RunInput], known: set[str], labels: dict[str, s
                      "items": (item.data.get("item_scores") or {}) if item.kind == "evaluate" else {}}]
         if item.kind == "evaluate":
             merge_versions(row.versions, item.data)
+            count_commit(row.commits, item.data)
         _add(rows, row, str(item.path))
     return Collected(rows=rows, skipped=skipped)
 
