@@ -67,6 +67,8 @@ class HubSpec(_SourceSpec):
 class TitleBodySpec(_SourceSpec):
     type: Literal["beir_title_body"]
     path: str | None = None
+    judged_in: list[str] | None = None  # qrels splits whose documents are kept (e.g. [train])
+    not_judged_in: list[str] | None = None  # qrels splits whose documents are dropped (e.g. [test])
 
 
 SOURCE_SPECS: dict[str, type[_SourceSpec]] = {

@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 class MTEBEvalCallback(pl.Callback):
     def __init__(self, tasks: list[str], every_n_steps: int = 500, data_dir: str | None = None,
                  batch_size: int = 32, max_length: int = 512, instructions: dict[str, Any] | None = None,
-                 at_train_end: bool = True, out_dir: str | None = None, wait_timeout_s: float = 6 * 3600):
+                 at_train_end: bool = True, out_dir: str | None = None, wait_timeout_s: float = 6 * 3600,
+                 subsample: dict[str, int] | None = None):
         if not tasks:
             raise ConfigError("callbacks.mteb_eval.tasks: give at least one task (folder or MTEB name)")
         if every_n_steps is not None and int(every_n_steps) < 0:
             raise ConfigError(f"callbacks.mteb_eval.every_n_steps must be >= 0 (0 = only at the end), got {every_n_steps}")
         self.task_refs = list(tasks)
+        self.subsample = dict(subsample or {})
         self.every_n_steps = int(every_n_steps or 0)
         self.data_dir = data_dir
         self.batch_size = batch_size
@@ -48,7 +50,8 @@ class MTEBEvalCallback(pl.Callback):
         if self._tasks is None and trainer.is_global_zero:
             from embedforge.eval.runner import resolve_tasks
 
-            self._tasks = resolve_tasks(self.task_refs, data_dir=self.data_dir)
+            self._tasks = resolve_tasks(self.task_refs, data_dir=self.data_dir, subsample=self.subsample,
+                                        key="callbacks.mteb_eval")
         if trainer.world_size > 1 and self._wait_group is None:
             import datetime
 

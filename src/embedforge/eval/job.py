@@ -41,7 +41,7 @@ def run(job: EvaluateJob) -> Path:
     from embedforge.eval.results import write_summary
     from embedforge.eval.runner import resolve_tasks, run_tasks
 
-    tasks = resolve_tasks(ev.tasks, benchmark=ev.benchmark, data_dir=ev.data_dir)
+    tasks = resolve_tasks(ev.tasks, benchmark=ev.benchmark, data_dir=ev.data_dir, subsample=ev.subsample)
     out = run_tasks(encoder, tasks, policy=policy, out_dir=settings.output_dir, batch_size=ev.batch_size,
                     max_length=ev.max_length, truncate_dim=ev.truncate_dim, save_item_scores=ev.save_item_scores)
     summary = write_summary(out.out_dir, out.results, out.tasks, extra={"seconds": round(out.seconds, 1)})
@@ -59,7 +59,7 @@ def run_in_workers(job: EvaluateJob, workers: int) -> Path:
     from embedforge.eval.runner import resolve_tasks
 
     ev = job.settings.eval
-    tasks = resolve_tasks(ev.tasks, benchmark=ev.benchmark, data_dir=ev.data_dir)
+    tasks = resolve_tasks(ev.tasks, benchmark=ev.benchmark, data_dir=ev.data_dir, subsample=ev.subsample)
     out = evaluate_in_workers(job, tasks, workers, ev.data_dir)
     summary = write_summary(out["out_dir"], out["results"], tasks, extra={"seconds": round(out["seconds"], 1),
                                                                           "workers": workers})

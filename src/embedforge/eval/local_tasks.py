@@ -132,8 +132,28 @@ def _labels_to_ids(parts: dict) -> dict:
             for split, data in parts.items()}
 
 
-def load_local_task(folder: str | Path):
-    """An mteb task (real class where `mteb_task` names one) with its data read from `folder`."""
+def _sample_split(data, n: int, seed: int):
+    """`n` of a split's items, drawn once with `seed` (the same items for every model), in file order."""
+    import numpy as np
+
+    if isinstance(data, dict):  # retrieval: sample the queries; the corpus stays whole
+        queries = data["queries"]
+        if n >= len(queries):
+            return data
+        keep = sorted(np.random.default_rng(seed).choice(len(queries), n, replace=False).tolist())
+        queries = queries.select(keep)
+        return {**data, "queries": queries,
+                "relevant_docs": {q: data["relevant_docs"][q] for q in queries["id"] if q in data["relevant_docs"]}}
+    if n >= len(data):
+        return data
+    return data.select(sorted(np.random.default_rng(seed).choice(len(data), n, replace=False).tolist()))
+
+
+def load_local_task(folder: str | Path, subsample: int | None = None, seed: int = 0):
+    """An mteb task (real class where `mteb_task` names one) with its data read from `folder`.
+
+    `subsample`: keep that many items of each evaluation split (STS/pair/classification rows, retrieval
+    queries), a seeded draw; the task then carries `subsample` so its results are kept apart."""
     from datasets import DatasetDict
 
     folder = Path(folder)
@@ -151,12 +171,16 @@ def load_local_task(folder: str | Path):
     dataset = {}
     for subset in subsets:
         parts = {split: _read_split(task, spec, folder, split, subset) for split in splits}
+        if subsample:  # evaluation splits only: a classifier still trains on the whole train split
+            parts = {split: data if spec["type"] == "Classification" and split == task.train_split
+                     else _sample_split(data, subsample, seed) for split, data in parts.items()}
         if spec["type"] == "Classification":
             parts = _labels_to_ids(parts)
         dataset[subset] = parts if spec["type"] == "Retrieval" else DatasetDict(parts)
     task.dataset = dataset
     task.data_loaded = True  # mteb must not try to download it
     task.local_folder = folder
+    task.subsample = subsample
     return task
 
 

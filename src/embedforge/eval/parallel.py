@@ -45,7 +45,7 @@ def _worker(rank: int, dumped: dict, groups: list[list[str]], data_dir: str | No
         torch.manual_seed(settings.seed)
     encoder = encoder_for_evaluation(job, device)
     policy = instruction_policy(job, encoder.trained_with)
-    tasks = resolve_tasks(groups[rank], data_dir=data_dir)
+    tasks = resolve_tasks(groups[rank], data_dir=data_dir, subsample=ev.subsample)
     out = run_tasks(encoder, tasks, policy=policy, out_dir=settings.output_dir, batch_size=ev.batch_size,
                     max_length=ev.max_length, truncate_dim=ev.truncate_dim, save_item_scores=ev.save_item_scores)
     Path(f"{report}.{rank}").write_text(json.dumps({

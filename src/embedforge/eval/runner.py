@@ -54,20 +54,33 @@ def _mteb_task(name: str, key: str):
 
 
 def resolve_tasks(tasks: list[str] | None = None, benchmark: str | None = None,
-                  data_dir: str | Path | None = None) -> list:
+                  data_dir: str | Path | None = None, subsample: dict[str, int] | None = None,
+                  key: str = "eval") -> list:
     """Tasks to run, data loaded where a local folder provides it.
 
     - `tasks`: folder names under data_dir, folder paths, or MTEB task names.
     - `benchmark`: an MTEB benchmark name (e.g. "MTEB(eng, v1)"); its tasks use the local folder of
       the same name where data_dir has one, else mteb's own loader.
     - neither: every task folder under data_dir.
+    - `subsample`: {task reference or MTEB name: items kept} for local folders (a seeded draw); `key`
+      names the config group in errors.
     """
     import mteb
 
     data_dir = Path(data_dir).expanduser() if data_dir else None
     index = _local_index(data_dir)
     refs: list[str] = list(tasks or [])
+    subsample = dict(subsample or {})
     resolved = []
+
+    def local(ref: str, folder: Path):
+        n = next((subsample[k] for k in (ref, folder.name, read_task_json(folder).get("mteb_task")) if k in subsample), None)
+        task = load_local_task(folder, subsample=n)
+        if n:
+            used.update({ref, folder.name, task.metadata.name})
+        return task
+
+    used: set[str] = set()
     if benchmark:
         try:
             bench = mteb.get_benchmark(benchmark)
@@ -75,18 +88,22 @@ def resolve_tasks(tasks: list[str] | None = None, benchmark: str | None = None,
             raise TaskResolutionError(f"eval.benchmark: unknown MTEB benchmark {benchmark!r} ({exc})") from None
         for task in bench.tasks:
             folder = index.get(task.metadata.name)
-            resolved.append(load_local_task(folder) if folder else task)
+            resolved.append(local(task.metadata.name, folder) if folder else task)
     if not refs and not benchmark:
         if not index:
             raise TaskResolutionError("eval.tasks is empty and eval.data_dir holds no task folders: nothing to run")
         refs = sorted({str(p) for p in index.values()})
     for ref in refs:
         if ref in index:
-            resolved.append(load_local_task(index[ref]))
+            resolved.append(local(ref, index[ref]))
         elif is_local_task(ref):
-            resolved.append(load_local_task(Path(ref).expanduser()))
+            resolved.append(local(ref, Path(ref).expanduser()))
         else:
-            resolved.append(_mteb_task(ref, "eval.tasks"))
+            resolved.append(_mteb_task(ref, f"{key}.tasks"))
+    unused = sorted(set(subsample) - used)
+    if unused:  # a sample of a task that is not run, or that mteb downloads, would silently be the whole task
+        raise TaskResolutionError(f"{key}.subsample.{unused[0]}: not a local task folder among the tasks run "
+                                  f"(subsampling needs the data read from a folder)")
     return resolved
 
 
@@ -101,8 +118,10 @@ def _check_downloadable(tasks: list) -> None:
             "Put them under eval.data_dir in the local format, or run with the hub reachable.")
 
 
-def settings_key(policy: InstructionPolicy, max_length: int, truncate_dim: int | None = None) -> str:
+def settings_key(policy: InstructionPolicy, max_length: int, truncate_dim: int | None = None,
+                 subsample: dict[str, int] | None = None) -> str:
     key = [vars(policy), max_length] + ([truncate_dim] if truncate_dim else [])  # old keys stay valid
+    key += [subsample] if subsample else []  # a sampled task's results never overwrite the whole task's
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -132,7 +151,8 @@ def run_tasks(encoder, tasks: list, *, policy: InstructionPolicy, out_dir: str |
 
     _check_downloadable(tasks)
     if model is None:
-        revision = f"{encoder_fingerprint(encoder)}-{settings_key(policy, max_length, truncate_dim)}"
+        sampled = {t.metadata.name: t.subsample for t in tasks if getattr(t, "subsample", None)}
+        revision = f"{encoder_fingerprint(encoder)}-{settings_key(policy, max_length, truncate_dim, sampled)}"
         model = EmbedforgeMTEBModel(encoder, policy, max_length=max_length, batch_size=batch_size, revision=revision,
                                     truncate_dim=truncate_dim)
     folder = None

@@ -40,6 +40,8 @@ class MtebEval(Schema):
     max_length: PositiveInt = 512
     truncate_dim: PositiveInt | None = None
     save_item_scores: bool = False
+    # {task: items kept} for local folders: a seeded sample of each evaluation split (e.g. SICK-R: 2000)
+    subsample: dict[str, PositiveInt] | None = None
     workers: PositiveInt | Literal["auto"] = 1
     # merged over instructions.normalize_by_type (mteb_eng: no normalisation for classification)
     normalize_by_type: dict[str, bool] = {}

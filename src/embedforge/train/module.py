@@ -58,6 +58,9 @@ class EmbeddingModule(pl.LightningModule):
         # Checkpoints hold only trainable weights (LoRA); on_load_checkpoint checks that every one is there.
         self.strict_loading = False
         self._val_outputs: list[dict] = []
+        # every validation's metrics with the step it ran at (before fit, every val_check_interval, after
+        # fit): the run record's learning curve on the held-out records
+        self.val_history: list[dict] = []
 
     def encoder_settings(self):
         return self.settings.encoder
@@ -200,6 +203,8 @@ class EmbeddingModule(pl.LightningModule):
         for name, value in metrics.items():
             self.log(f"val/{name}", value, sync_dist=False, rank_zero_only=False)
         self._val_outputs.clear()
+        if not self.trainer.sanity_checking and (not self.val_history or self.val_history[-1]["step"] != self.global_step):
+            self.val_history.append({"step": int(self.global_step), **{k: float(v) for k, v in metrics.items()}})
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):

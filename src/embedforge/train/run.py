@@ -136,6 +136,7 @@ def train(cfg: DictConfig | TrainSettings) -> dict:
         data=datamodule.mixture_counts() if hasattr(datamodule, "mixture_counts") else None,
         val_before=before,
         val_after=after,
+        val_history=module.val_history or None,
         global_step=trained_steps,
         train_metrics=train_metrics,
         throughput=_throughput(trainer),

@@ -20,7 +20,7 @@ TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "jsonl": ("files",),
     "synthetic": ("path",),
     "hub": ("dataset", "config", "revision", "split", "data_files", "path", "layout", "columns", "note"),
-    "beir_title_body": ("path",),
+    "beir_title_body": ("path", "judged_in", "not_judged_in"),
 }
 
 

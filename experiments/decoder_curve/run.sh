@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The decoder learning curve (#17; experiments/README.md): SmolLM2-135M-Instruct trained for 150 steps
+# with the paper's recipe (conf/experiment/decoder_curve/paper_recipe.yaml), scored every 30 steps on
+# STSBenchmark, a fixed 1,500-pair sample of SICK-R and the held-out demo records, beside the untrained
+# model under each pooling. Everything at 64 tokens (the training length). On 2 CPU cores, alone.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export EMBEDFORGE_EVAL_DATA=${EMBEDFORGE_EVAL_DATA:-../shared/data/eval}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} WANDB_MODE=${WANDB_MODE:-offline} HF_HUB_OFFLINE=1
+
+[[ -f data/scifact_train_mined.jsonl ]] || .venv/bin/embedforge-mine input="$EMBEDFORGE_EVAL_DATA/SciFact" split=train \
+  out=data/scifact_train_mined.jsonl query.mode=none \
+  'query.instruction="Given a scientific claim, retrieve documents that support or refute the claim"'
+
+# The trained run; its record holds the curve (mteb_eval.history, val_history). Its encoder is evaluated
+# once more after training, keeping item scores for the paired bootstrap against the untrained rows.
+TASKS='[STSBenchmark,SICK-R]' EVAL_LENGTH=64 EVAL_ARGS='eval.subsample={SICK-R:1500}' \
+  DECONTAM_TRAIN='[data/demo/train/*.jsonl,data/scifact_train_mined.jsonl]' \
+  experiments/run_grid.sh decoder_curve paper_recipe
+# The untrained model under each pooling: STSBenchmark and the SICK-R sample ...
+for pooling in last_token mean weighted_mean cls; do
+  TASKS='[STSBenchmark,SICK-R]' EVAL_LENGTH=64 EVAL_ARGS='eval.subsample={SICK-R:1500}' \
+    BASE_ARGS="model=smollm2-135m pooling=$pooling lora=none" \
+    experiments/run_grid.sh decoder_curve "base_$pooling"
+done
+# ... and the held-out demo records (0-step runs: validation only; last-token is paper_recipe's step 0)
+TRAIN_ONLY='step0_mean step0_weighted_mean step0_cls' \
+  experiments/run_grid.sh decoder_curve step0_mean step0_weighted_mean step0_cls
