@@ -16,6 +16,7 @@ TINY = ["model=tiny-mistral", "model.pretrained=tiny:mistral", "debug=fdr", "dat
         "model.gradient_checkpointing=true", "model.max_length=64",
         "data.global_batch_size=null"]  # the batch is shrunk on purpose
 BEIR_FIXTURE = Path(__file__).parent / "data" / "fixtures" / "beir_mini"
+MTEB_FIXTURE = Path(__file__).parent / "fixtures" / "mteb"
 
 
 def local_data(cfg) -> list[str]:
@@ -32,6 +33,9 @@ def local_data(cfg) -> list[str]:
     if any(unreachable(source) for source in sources.values()):
         # the demo records stand in, the experiment keeps the rest
         return overrides + ["data.train_files=[data/demo/train/*.jsonl]"]
+    if "mteb_eval" in (cfg.get("callbacks") or {}):  # in-training evaluation on the vendored STSBenchmark
+        overrides += [f"callbacks.mteb_eval.data_dir={MTEB_FIXTURE}", "callbacks.mteb_eval.tasks=[STSBenchmark]",
+                      "callbacks.mteb_eval.subsample=null"]
     for name, source in sources.items():
         if source.get("type") == "beir_title_body":
             overrides.append(f"data.sources.{name}.path={BEIR_FIXTURE}")

@@ -83,9 +83,13 @@ def test_a_record_is_the_command_run_grid_prints(path, tmp_path):
     env = {"TASKS": _option(argv, "eval.tasks") or "", "EVAL_LENGTH": _option(argv, "encoder_max_length") or ""}
     assert not env["TASKS"] or f"TASKS='{env['TASKS']}'" in script, env["TASKS"]
     assert not env["EVAL_LENGTH"] or f"EVAL_LENGTH={env['EVAL_LENGTH']}" in script, env["EVAL_LENGTH"]
+    # more evaluation arguments: one of the script's EVAL_ARGS='...' values, all of whose words the record has
+    given = [v for v in re.findall(r"EVAL_ARGS='([^']*)'", script) if v and all(a in argv for a in v.split())]
+    env["EVAL_ARGS"] = max(given, key=len, default="")
     if row.startswith("base"):
         env["BASE_ARGS"] = " ".join(a for a in argv[1:] if not a.startswith(
-            ("eval.tasks=", "encoder_max_length=", "output_dir=", "record_dir=", "hydra.run.dir=")))
+            ("eval.tasks=", "encoder_max_length=", "output_dir=", "record_dir=", "hydra.run.dir="))
+            and a not in env["EVAL_ARGS"].split())
         assert env["BASE_ARGS"] in re.findall(r"BASE_ARGS='([^']*)'", script), env["BASE_ARGS"]
     printed = _dry_run(grid, row, seed, runs, env, tmp_path)
     evaluate = [cmd for cmd in printed if Path(cmd[0]).name == "embedforge-evaluate"]

@@ -18,11 +18,12 @@ TASKS='[STSBenchmark,SICK-R]' EVAL_LENGTH=64 EVAL_ARGS='eval.subsample={SICK-R:1
   DECONTAM_TRAIN='[data/demo/train/*.jsonl,data/scifact_train_mined.jsonl]' \
   experiments/run_grid.sh decoder_curve paper_recipe
 # The untrained model under each pooling: STSBenchmark and the SICK-R sample ...
-for pooling in last_token mean weighted_mean cls; do
-  TASKS='[STSBenchmark,SICK-R]' EVAL_LENGTH=64 EVAL_ARGS='eval.subsample={SICK-R:1500}' \
-    BASE_ARGS="model=smollm2-135m pooling=$pooling lora=none" \
-    experiments/run_grid.sh decoder_curve "base_$pooling"
-done
+export TASKS='[STSBenchmark,SICK-R]' EVAL_LENGTH=64 EVAL_ARGS='eval.subsample={SICK-R:1500}'
+BASE_ARGS='model=smollm2-135m pooling=last_token lora=none' experiments/run_grid.sh decoder_curve base_last_token
+BASE_ARGS='model=smollm2-135m pooling=mean lora=none' experiments/run_grid.sh decoder_curve base_mean
+BASE_ARGS='model=smollm2-135m pooling=weighted_mean lora=none' experiments/run_grid.sh decoder_curve base_weighted_mean
+BASE_ARGS='model=smollm2-135m pooling=cls lora=none' experiments/run_grid.sh decoder_curve base_cls
+unset TASKS EVAL_LENGTH EVAL_ARGS
 # ... and the held-out demo records (0-step runs: validation only; last-token is paper_recipe's step 0)
 TRAIN_ONLY='step0_mean step0_weighted_mean step0_cls' \
   experiments/run_grid.sh decoder_curve step0_mean step0_weighted_mean step0_cls

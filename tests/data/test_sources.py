@@ -92,6 +92,24 @@ def test_beir_title_body_pairs_count_documents_without_title():
     assert got.examples[0].instruction == "" and got.examples[0].negatives == []
 
 
+def test_beir_title_body_pairs_from_one_side_of_the_qrels_only(tmp_path):
+    import shutil
+
+    folder = tmp_path / "beir"
+    shutil.copytree(FIXTURES / "beir_mini", folder)
+    (folder / "qrels").mkdir(exist_ok=True)  # the fixture's own qrels are replaced
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\t0\t1\nq2\t1\t1\nq3\t2\t1\nq4\t5\t1\n")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nt1\t1\t1\nt2\t9\t1\n")
+    got = load("weak", preset("weak_title_body", path=str(folder), judged_in=["train"], not_judged_in=["test"]))
+    # 0, 1, 2 and 5 are judged for train claims; 1 is judged for a test claim too; 5 has no title
+    assert [e.query for e in got.examples] == ["On rivers (0)", "On bread (2)"]
+    assert got.filtered == {"judged split excluded": 9, "no title": 1}
+    only_test_dropped = load("weak", preset("weak_title_body", path=str(folder), not_judged_in=["test"]))
+    assert len(only_test_dropped.examples) == 11 - 2
+    with pytest.raises(SourceError, match=r"^data.sources.weak.judged_in: .*qrels/dev.tsv not found"):
+        load("weak", preset("weak_title_body", path=str(folder), judged_in=["dev"]))
+
+
 def test_qa_pairs_from_local_files(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text("\n".join(json.dumps({"question": f"q{i}?", "answer": f"a{i}."}) for i in range(4)) + "\n")

@@ -103,3 +103,29 @@ def test_callback_under_two_processes_does_not_hang(compose_train, tasks_root):
     header, *rows = (Path(cfg.paths.output_dir) / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
     column = header.split(",").index("val/MySTS/cosine_spearman")
     assert sum(1 for row in rows if row.split(",")[column]) >= 2  # after step 1 and step 2 (end)
+
+
+def test_a_learning_curve_in_the_run_record(compose_train, tasks_root, tmp_path):
+    """Validation every 2 steps and the callback on a sampled task every 2 steps: the record keeps both
+    curves (val_history from step 0, mteb_eval.history), and embedforge-report draws them."""
+    from embedforge.report.curve import plot_curve, read_curve
+    from embedforge.train.run import train
+
+    cfg = compose_train("model=tiny-mistral", "pooling=last_token", "callbacks=with_mteb_eval",
+                        f"callbacks.mteb_eval.data_dir={tasks_root}", "callbacks.mteb_eval.tasks=[MySTS]",
+                        "callbacks.mteb_eval.every_n_steps=2", "callbacks.mteb_eval.subsample={MySTS:6}",
+                        "trainer.val_check_interval=2", "trainer.check_val_every_n_epoch=null",
+                        "data.batch_size=8", "data.max_train_examples=32", "save_encoder=false", "run_name=curve")
+    record = train(cfg)
+    history = record["val_history"]
+    assert [h["step"] for h in history] == [0, 2, 4]
+    assert {k: history[0][k] for k in ("acc@1", "ndcg@10")} == pytest.approx(
+        {k: record["val_before"][f"val/{k}"] for k in ("acc@1", "ndcg@10")})
+    assert {k: history[-1][k] for k in ("acc@1", "ndcg@10")} == pytest.approx(
+        {k: record["val_after"][f"val/{k}"] for k in ("acc@1", "ndcg@10")})
+    assert [h["step"] for h in record["mteb_eval"]["history"]] == [2, 4]
+    assert record["config"]["callbacks"]["mteb_eval"]["subsample"] == {"MySTS": 6}
+    curve = read_curve(cfg.paths.output_dir, [])
+    assert curve.steps == [0, 2, 4] and curve.label("MySTS") == "MySTS (6-item sample)"
+    assert curve.measures["held-out validation ndcg@10"][4] == pytest.approx(100 * record["val_after"]["val/ndcg@10"])
+    assert plot_curve(curve, tmp_path / "curve.png").stat().st_size > 0

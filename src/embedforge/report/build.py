@@ -8,6 +8,7 @@ from pathlib import Path
 
 from embedforge.errors import ConfigError
 from embedforge.report.categories import TaskTypes
+from embedforge.report.curve import curve_section, plot_curve, read_curve
 from embedforge.report.decontam_section import decontam_section
 from embedforge.report.paper import Paper, load_paper
 from embedforge.report.plot import plot_deltas
@@ -30,6 +31,8 @@ class ReportSettings:
     compare_task_set: bool = True  # 56-task rows: check the names against mteb's MTEB(eng, v1)
     decontam: list[str] = field(default_factory=list)  # decontam.json files/globs shown in their own section
     title: str = "Results beside the paper"
+    curve_run: str | None = None  # a training record whose in-training scores make a learning curve
+    curve_untrained: list[str] = field(default_factory=list)  # untrained records: the curve's horizontal lines
 
 
 def _paper_tasks(paper: Paper) -> set[str] | None:
@@ -81,6 +84,9 @@ def build_report(settings: ReportSettings, out_dir: Path, paper: Paper | None = 
     if uncategorised:
         parts += [f"Tasks without a known category (not in mteb, no local task.json; excluded from the category "
                   f"columns, included in averages): {', '.join(uncategorised)}", ""]
+    if settings.curve_run:
+        curve = read_curve(settings.curve_run, settings.curve_untrained)
+        parts += curve_section(curve, plot_curve(curve, out_dir / "learning_curve.png"))
     parts += versions_table(rows, differences)
     parts += commits_section(rows)
     parts += decontam_section(settings.decontam, out_dir)

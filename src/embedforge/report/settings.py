@@ -16,6 +16,13 @@ from embedforge.report.build import ReportSettings
 from embedforge.report.runs import RunInput
 
 
+def _expand(patterns: list[str]) -> list[str]:
+    """Globs to the files or folders they match, in order; a pattern matching nothing stays (and fails on read)."""
+    import glob
+
+    return [found for p in patterns for found in (sorted(glob.glob(p)) or [p])]
+
+
 class RunEntry(Schema):
     """One `runs` entry: a path or glob, and optionally the paper row it stands for and a label."""
 
@@ -27,6 +34,13 @@ class RunEntry(Schema):
 class WandbGroup(Schema):
     project: str | None = None  # entity/project: read runs with the W&B API instead of `runs`
     filters: dict[str, Any] | None = None
+
+
+class CurveGroup(Schema):
+    """`curve:`: a learning curve from one training record, beside untrained records."""
+
+    run: str | None = None  # a training run record (or its folder) with in-training scores
+    untrained: list[str] = []  # evaluation records and 0-step training records of the untrained model
 
 
 class ReportConfig(Schema):
@@ -41,6 +55,7 @@ class ReportConfig(Schema):
     on_error: Literal["fail", "skip"] = "fail"
     title: str = "Results beside the paper"
     wandb: WandbGroup = WandbGroup()
+    curve: CurveGroup = CurveGroup()
     output_dir: Annotated[str, Field(min_length=1)]
 
     @field_validator("runs", mode="before")
@@ -65,7 +80,9 @@ class ReportConfig(Schema):
             wandb_project=self.wandb.project, wandb_filters=self.wandb.filters, baseline=self.baseline,
             labels=dict(self.labels), task_types=dict(self.task_types),
             data_dirs=[Path(absolute(d)) for d in self.data_dirs], on_error=self.on_error, title=self.title,
-            decontam=[absolute(p) for p in self.decontam])
+            decontam=[absolute(p) for p in self.decontam],
+            curve_run=absolute(self.curve.run) if self.curve.run else None,
+            curve_untrained=_expand([absolute(p) for p in self.curve.untrained]))
 
     def out_dir(self) -> Path:
         import hydra
