@@ -16,6 +16,9 @@ TASKS='[STSBenchmark,Banking77Classification]' EVAL_LENGTH=128 BASE_ARGS='model=
   experiments/run_grid.sh decoder_grid base
 TASKS='[STSBenchmark]' EVAL_LENGTH=128 \
   experiments/run_grid.sh decoder_grid default pooling_mean no_instruction lora_r8
+# The untrained model without instructions (#17): separates the prompt's effect at evaluation from training's.
+TASKS='[STSBenchmark]' EVAL_LENGTH=128 BASE_ARGS='model=smollm2-135m pooling=last_token lora=none instructions.mode=none' \
+  experiments/run_grid.sh decoder_grid base_no_instruction
 TASKS='[STSBenchmark]' EVAL_LENGTH=128 TRAIN_ONLY=pretrain OMP_NUM_THREADS=2 \
   experiments/run_grid.sh decoder_grid pretrain pretrain_then_default
 
