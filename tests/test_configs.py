@@ -24,6 +24,9 @@ def local_data(cfg) -> list[str]:
     the base model (stage chains are tested in test_stages.py)."""
     overrides = ["model.init_from=null"]
     sources = cfg.data.get("sources") or {}
+    if "mteb_eval" in (cfg.get("callbacks") or {}):  # in-training evaluation on the vendored STSBenchmark
+        overrides += [f"callbacks.mteb_eval.data_dir={MTEB_FIXTURE}", "callbacks.mteb_eval.tasks=[STSBenchmark]",
+                      "callbacks.mteb_eval.subsample=null"]
 
     def unreachable(source) -> bool:  # public datasets offline; files made from evaluation data (not committed)
         if source.get("type") in ("hub", "synthetic"):
@@ -33,9 +36,6 @@ def local_data(cfg) -> list[str]:
     if any(unreachable(source) for source in sources.values()):
         # the demo records stand in, the experiment keeps the rest
         return overrides + ["data.train_files=[data/demo/train/*.jsonl]"]
-    if "mteb_eval" in (cfg.get("callbacks") or {}):  # in-training evaluation on the vendored STSBenchmark
-        overrides += [f"callbacks.mteb_eval.data_dir={MTEB_FIXTURE}", "callbacks.mteb_eval.tasks=[STSBenchmark]",
-                      "callbacks.mteb_eval.subsample=null"]
     for name, source in sources.items():
         if source.get("type") == "beir_title_body":
             overrides.append(f"data.sources.{name}.path={BEIR_FIXTURE}")
