@@ -27,3 +27,13 @@ unset TASKS EVAL_LENGTH EVAL_ARGS
 # ... and the held-out demo records (0-step runs: validation only; last-token is paper_recipe's step 0)
 TRAIN_ONLY='step0_mean step0_weighted_mean step0_cls' \
   experiments/run_grid.sh decoder_curve step0_mean step0_weighted_mean step0_cls
+
+# The report: every row against the untrained model with mean pooling (the final last-token vs mean
+# comparison, with 95% paired-bootstrap intervals over STSBenchmark's pairs and the SICK-R sample), and the
+# learning curve (report.md section + learning_curve.png) with each untrained pooling as a line.
+.venv/bin/embedforge-report 'runs=[experiments/decoder_curve/records/paper_recipe/*,experiments/decoder_curve/records/base_*/evaluate]' \
+  baseline=base_mean "data_dirs=[$EMBEDFORGE_EVAL_DATA]" output_dir=experiments/decoder_curve \
+  'title="Decoder learning curve: SmolLM2-135M-Instruct + LoRA r16, 150 steps of 32"' \
+  curve.run=experiments/decoder_curve/records/paper_recipe/train \
+  'curve.untrained=[experiments/decoder_curve/records/base_*/evaluate,experiments/decoder_curve/records/step0_*/train]' \
+  'decontam=[experiments/decoder_curve/records/decontam.json]'
