@@ -138,16 +138,22 @@ def plot_curve(curve: Curve, path: Path) -> Path:
     measures = list(curve.measures)
     fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 3.8), squeeze=False)
     styles = ["--", ":", "-.", (0, (5, 1))]
+    poolings = sorted({p for by in curve.untrained.values() for p in by})  # one colour per pooling in every panel
     for ax, measure in zip(axes[0], measures):
         points = sorted(curve.measures[measure].items())
         ax.plot([s for s, _ in points], [v for _, v in points], "o-", color="black", label=f"trained ({curve.pooling})")
-        for i, (pooling, score) in enumerate(sorted(curve.untrained.get(measure, {}).items())):
+        for pooling, score in sorted(curve.untrained.get(measure, {}).items()):
+            i = poolings.index(pooling)
             ax.axhline(score, linestyle=styles[i % len(styles)], color=f"C{i}", label=f"untrained, {pooling}")
         ax.set_title(curve.label(measure), fontsize=10)
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("score x 100")
-    axes[0][-1].legend(fontsize=8, loc="best")
+    labelled = {}
+    for ax in axes[0]:  # one legend naming every line of every panel
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labelled.setdefault(label, handle)
+    axes[0][-1].legend(list(labelled.values()), list(labelled), fontsize=8, loc="best")
     fig.suptitle(f"Learning curve of {curve.run_id}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
