@@ -133,20 +133,18 @@ def _labels_to_ids(parts: dict) -> dict:
 
 
 def _sample_split(data, n: int, seed: int):
-    """`n` of a split's items, drawn once with `seed` (the same items for every model), in file order."""
+    """`n` of a split's items, drawn once with `seed` (the same items for every model), in file order.
+    Retrieval samples its queries; the corpus stays whole."""
     import numpy as np
 
-    if isinstance(data, dict):  # retrieval: sample the queries; the corpus stays whole
-        queries = data["queries"]
-        if n >= len(queries):
-            return data
-        keep = sorted(np.random.default_rng(seed).choice(len(queries), n, replace=False).tolist())
-        queries = queries.select(keep)
-        return {**data, "queries": queries,
-                "relevant_docs": {q: data["relevant_docs"][q] for q in queries["id"] if q in data["relevant_docs"]}}
-    if n >= len(data):
+    items = data["queries"] if isinstance(data, dict) else data
+    if n >= len(items):
         return data
-    return data.select(sorted(np.random.default_rng(seed).choice(len(data), n, replace=False).tolist()))
+    chosen = items.select(sorted(np.random.default_rng(seed).choice(len(items), n, replace=False).tolist()))
+    if not isinstance(data, dict):
+        return chosen
+    return {**data, "queries": chosen,
+            "relevant_docs": {q: data["relevant_docs"][q] for q in chosen["id"] if q in data["relevant_docs"]}}
 
 
 def load_local_task(folder: str | Path, subsample: int | None = None, seed: int = 0):

@@ -72,6 +72,7 @@ def resolve_tasks(tasks: list[str] | None = None, benchmark: str | None = None,
     refs: list[str] = list(tasks or [])
     subsample = dict(subsample or {})
     resolved = []
+    used: set[str] = set()  # subsample keys that named a task run
 
     def local(ref: str, folder: Path):
         n = next((subsample[k] for k in (ref, folder.name, read_task_json(folder).get("mteb_task")) if k in subsample), None)
@@ -80,7 +81,6 @@ def resolve_tasks(tasks: list[str] | None = None, benchmark: str | None = None,
             used.update({ref, folder.name, task.metadata.name})
         return task
 
-    used: set[str] = set()
     if benchmark:
         try:
             bench = mteb.get_benchmark(benchmark)
